@@ -1,0 +1,62 @@
+# aigc: the few verbs a user needs. Each target installs what it needs first, on a bare machine.
+#   make repro   run the whole pipeline (dvc repro)
+#   make test    run the test suite on CPU
+#   make bench   print speed and memory figures
+#   make lint    ruff
+#   make pr-report   the markdown a pull request gets (metrics, params, grids)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+# DVC and dvclive make no network calls: no analytics, no update check, no Studio.
+export DVC_NO_ANALYTICS := 1
+export DVC_STUDIO_OFFLINE := 1
+export DVCLIVE_OPEN := false
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: repro test bench lint pr-report setup system-packages clean-venv
+
+repro: setup
+	dvc repro
+
+test: setup
+	pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+pr-report: setup
+	$(BIN)/python -m stages.pr_report
+
+setup: $(INSTALLED) system-packages
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Debian packages: Fashion-MNIST (the default data) and Chromium (the report's browser test).
+system-packages:
+	@missing=""; \
+	[ -e $(FASHION_MNIST) ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else echo "note: install$$missing with: sudo apt-get install -y$$missing"; \
+	     echo "      (without dataset-fashion-mnist, set data.download: true or another data.source)"; exit 0; fi; \
+	if command -v apt-get >/dev/null; then \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q$$missing \
+	  || echo "note: apt-get could not install$$missing"; \
+	else echo "note: no apt-get here; install$$missing by hand"; fi
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,55 @@
+"""An image set on disk: the one folder format that stages hand to each other.
+
+A folder holds `images.npy` (uint8, (N, C, H, W)), `labels.npy` (int64, (N,), -1 = unlabelled)
+and `classes.json` (the class names, index = label). Arrays are memory-mapped on reading so a
+stage never needs the whole set in RAM unless it asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aigc.files import read_npy, write_json, write_npy
+
+
+@dataclass
+class ImageSet:
+    images: np.ndarray  # uint8 (N, C, H, W)
+    labels: np.ndarray  # int64 (N,), -1 = unlabelled
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}"
+            )
+        if self.labels.shape != (len(self.images),):
+            raise ValueError(f"labels {self.labels.shape} do not match {len(self.images)} images")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def labelled(self) -> bool:
+        """True when every item has a class label."""
+        return bool(self.classes) and len(self.labels) > 0 and bool((self.labels >= 0).all())
+
+
+def load_image_set(folder: str | Path, mmap: bool = True) -> ImageSet:
+    folder = Path(folder)
+    return ImageSet(
+        images=read_npy(folder / "images.npy", mmap=mmap),
+        labels=np.asarray(read_npy(folder / "labels.npy", mmap=False), dtype=np.int64),
+        classes=json.loads((folder / "classes.json").read_text()),
+    )
+
+
+def save_image_set(folder: str | Path, image_set: ImageSet) -> None:
+    folder = Path(folder)
+    write_npy(folder / "images.npy", np.ascontiguousarray(image_set.images))
+    write_npy(folder / "labels.npy", np.asarray(image_set.labels, dtype=np.int64))
+    write_json(folder / "classes.json", list(image_set.classes))

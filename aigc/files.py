@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -27,6 +31,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary = Path(temporary)
     try:
         yield temporary
+        # mkstemp makes the file private (0600); give it the mode an ordinary file would get.
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -62,3 +68,37 @@ def write_npy(path: str | Path, array: np.ndarray) -> None:
 def read_npy(path: str | Path, mmap: bool = True) -> np.ndarray:
     """An `.npy` array, memory-mapped by default; object arrays are refused."""
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+@contextlib.contextmanager
+def atomic_memmap(path: str | Path, shape: tuple[int, ...], dtype=np.uint8) -> Iterator[np.ndarray]:
+    """A writable memory-mapped `.npy` of `shape` to fill in place; renamed onto `path` on success.
+
+    Lets a stage write an array larger than RAM chunk by chunk (clean, split, augment).
+    """
+    with atomic_path(path) as temporary:
+        if 0 in shape:  # an empty array cannot be memory-mapped
+            empty = np.zeros(shape, dtype=dtype)
+            yield empty
+            with open(temporary, "wb") as handle:
+                np.save(handle, empty, allow_pickle=False)
+            return
+        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
+        yield array
+        array.flush()
+        del array
+
+
+def release_pages(mapped: np.ndarray | mmap.mmap) -> None:
+    """Flush a memory-mapped array (or mmap) and drop its pages from this process's memory.
+
+    The data stays in the file and the OS page cache; only the process's resident size shrinks,
+    so a stage streaming files larger than RAM keeps a bounded footprint. A no-op for arrays
+    that are not memory-mapped or where madvise is missing.
+    """
+    mapping = mapped if isinstance(mapped, mmap.mmap) else getattr(mapped, "_mmap", None)
+    if mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    if isinstance(mapped, np.memmap) and mapped.mode != "r":
+        mapped.flush()
+    mapping.madvise(mmap.MADV_DONTNEED)

@@ -79,9 +79,7 @@ def load_section(
     return from_dict(cls, node, section, fixed)
 
 
-def from_dict(
-    cls: type[T], values: Any, where: str, fixed: Mapping[str, Any] | None = None
-) -> T:
+def from_dict(cls: type[T], values: Any, where: str, fixed: Mapping[str, Any] | None = None) -> T:
     """Build dataclass `cls` from `values`, checking every key; `where` is the dotted prefix.
 
     `fixed` supplies fields that code derives (say, `image_size` from the data); they must not
@@ -94,9 +92,7 @@ def from_dict(
     settable = sorted(set(fields) - set(fixed))
     for key in values:
         if key not in settable:
-            raise ParamsError(
-                f"{where}.{key}: unknown key; allowed keys: {', '.join(settable)}"
-            )
+            raise ParamsError(f"{where}.{key}: unknown key; allowed keys: {', '.join(settable)}")
     hints = typing.get_type_hints(cls)
     built = {}
     for name, field in fields.items():
@@ -124,17 +120,16 @@ def _check(key: str, value: Any, hint: Any, metadata: Mapping[str, Any]) -> Any:
     value = _coerce(key, value, hint, metadata)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         bounds = [
-            ("ge", lambda v, b: v >= b, ">="),
-            ("gt", lambda v, b: v > b, ">"),
-            ("le", lambda v, b: v <= b, "<="),
-            ("lt", lambda v, b: v < b, "<"),
+            ("ge", lambda v, b: v >= b),
+            ("gt", lambda v, b: v > b),
+            ("le", lambda v, b: v <= b),
+            ("lt", lambda v, b: v < b),
         ]
-        for name, ok, sign in bounds:
+        for name, ok in bounds:
             bound = metadata.get(name)
             if bound is not None and not ok(value, bound):
                 raise ParamsError(
-                    f"{key} = {_show(value)} is out of range; allowed: "
-                    f"{_describe(hint, metadata)}"
+                    f"{key} = {_show(value)} is out of range; allowed: {_describe(hint, metadata)}"
                 )
     choices = metadata.get("choices")
     if choices is not None and not isinstance(value, tuple) and value not in choices:

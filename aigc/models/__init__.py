@@ -16,26 +16,16 @@ Every family is an `nn.Module` subclass of `GenerativeModel` with the same small
 
 from __future__ import annotations
 
+from aigc.models import dcgan, ddpm, gan, vae, vaegan
 from aigc.models.base import GenerativeModel
 
-MODELS: dict[str, type[GenerativeModel]] = {}
-
-
-def _register() -> None:
-    """Fill MODELS with the families whose modules exist."""
-    import importlib
-
-    for name in ("gan", "dcgan", "vae", "vaegan", "ddpm"):
-        try:
-            module = importlib.import_module(f"aigc.models.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"aigc.models.{name}":
-                raise
-            continue
-        MODELS[name] = module.MODEL
-
-
-_register()
+MODELS: dict[str, type[GenerativeModel]] = {
+    "gan": gan.MODEL,
+    "dcgan": dcgan.MODEL,
+    "vae": vae.MODEL,
+    "vaegan": vaegan.MODEL,
+    "ddpm": ddpm.MODEL,
+}
 
 
 def build_model(family: str, config) -> GenerativeModel:

@@ -1,0 +1,183 @@
+"""DCGAN (Radford et al. 2016, https://arxiv.org/abs/1511.06434), with SAGAN's options.
+
+Generator: z -> 4x4 by a transposed conv, then stride-2 transposed convs that double the side
+(batch norm, ReLU) up to the image, tanh output. Discriminator: stride-2 convs that halve the
+side (LeakyReLU 0.2, batch norm after the first) down to 4x4, then one logit. Channels follow
+`width`: `width` at side image_size/2, doubled per halving (pytorch/examples' ngf*8 at 4x4 for
+64x64 is width * 8). Weights ~ N(0, 0.02); Adam 2e-4, beta1 0.5.
+
+Options: `attention_resolution` puts a SAGAN self-attention block (Zhang et al. 2019) at that
+side in both networks; `spectral_norm` normalises every discriminator layer (Miyato et al.
+2018) and then drops its batch norm, as SN-GAN does; `loss: hinge`; `label_smoothing`.
+`conditional`: label embedding beside z in G, projection term in D (see layers.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from aigc.models.base import GenerativeModel
+from aigc.models.layers import (
+    GAN_LOSSES,
+    ClassProjection,
+    SelfAttention2d,
+    adversarial_step,
+    init_dcgan_weights,
+    sampling_labels,
+    with_spectral_norm,
+)
+from aigc.params import ParamsError, spec
+
+
+@dataclass(frozen=True)
+class Config:
+    image_size: int = spec(ge=16, doc="side of the square images (from the data)")
+    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
+    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
+    conditional: bool = spec(default=False, doc="feed class labels to G and D")
+    latent_dim: int = spec(default=64, ge=1, doc="size of the noise vector z")
+    width: int = spec(default=32, ge=1, doc="channels at side image_size/2, doubled per halving")
+    loss: str = spec(default="bce", choices=GAN_LOSSES, doc="GAN objective")
+    label_smoothing: float = spec(default=0.0, ge=0.0, lt=1.0, doc="one-sided, bce only")
+    spectral_norm: bool = spec(default=False, doc="spectral norm on D's layers")
+    attention_resolution: int = spec(default=0, ge=0, doc="side of the SAGAN block (0 = none)")
+    learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate of G and D")
+    beta1: float = spec(default=0.5, ge=0.0, lt=1.0, doc="Adam beta1")
+    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if size < 16 or size & (size - 1):
+            raise ParamsError(
+                f"train.dcgan: image_size = {size} (data.image_size) is not allowed; "
+                "DCGAN needs a power of two >= 16"
+            )
+        sides = self.sides()
+        if self.attention_resolution and self.attention_resolution not in sides:
+            raise ParamsError(
+                f"train.dcgan.attention_resolution = {self.attention_resolution} is not a "
+                f"feature-map side; allowed: 0 (none), {', '.join(map(str, sides))}"
+            )
+        if self.conditional and self.num_classes < 1:
+            raise ParamsError("train.dcgan.conditional = true needs labelled data; it has none")
+
+    def sides(self) -> list[int]:
+        """Feature-map sides inside both networks: 4, 8, ..., image_size / 2."""
+        return [2**k for k in range(2, self.image_size.bit_length() - 1)]
+
+    def channels_at(self, side: int) -> int:
+        return self.width * (self.image_size // 2) // side
+
+
+class Generator(nn.Module):
+    """z (B, latent_dim) [+ label embedding] -> (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        inputs = config.latent_dim
+        self.embedding = None
+        if config.conditional:
+            self.embedding = nn.Embedding(config.num_classes, config.latent_dim)
+            inputs += config.latent_dim
+        first = config.channels_at(4)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(inputs, first, 4, 1, 0, bias=False),  # (B, 4w', 4, 4)
+            nn.BatchNorm2d(first),
+            nn.ReLU(),
+        ]
+        for side in config.sides():
+            if side == config.attention_resolution:
+                layers.append(SelfAttention2d(config.channels_at(side)))
+            if side < config.image_size // 2:  # (B, c, side, side) -> (B, c/2, 2 side, 2 side)
+                out = config.channels_at(2 * side)
+                layers += [
+                    nn.ConvTranspose2d(config.channels_at(side), out, 4, 2, 1, bias=False),
+                    nn.BatchNorm2d(out),
+                    nn.ReLU(),
+                ]
+        layers += [nn.ConvTranspose2d(config.width, config.channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embedding is not None:
+            z = torch.cat([z, self.embedding(labels)], dim=1)  # (B, 2 * latent_dim)
+        return self.net(z[:, :, None, None])  # (B, C, H, W)
+
+
+class Discriminator(nn.Module):
+    """(B, C, H, W) in [-1, 1] -> one logit per image (B,)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        norm = config.spectral_norm
+
+        def conv(inputs: int, outputs: int) -> nn.Module:
+            return with_spectral_norm(nn.Conv2d(inputs, outputs, 4, 2, 1), norm)
+
+        layers: list[nn.Module] = [conv(config.channels, config.width), nn.LeakyReLU(0.2)]
+        for side in reversed(config.sides()):  # image_size/2, ..., 4
+            if side == config.attention_resolution:
+                layers.append(SelfAttention2d(config.channels_at(side), spectral_norm=norm))
+            if side > 4:  # (B, c, side, side) -> (B, 2c, side/2, side/2)
+                out = config.channels_at(side // 2)
+                layers.append(conv(config.channels_at(side), out))
+                layers += [nn.Identity() if norm else nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
+        layers.append(nn.Flatten())
+        self.features = nn.Sequential(*layers)
+        features = config.channels_at(4) * 4 * 4
+        # A linear layer on the flattened 4x4 map: DCGAN's final 4x4 valid conv, written so the
+        # projection term can use the same features.
+        self.head = with_spectral_norm(nn.Linear(features, 1), norm)
+        self.projection = None
+        if config.conditional:
+            self.projection = ClassProjection(config.num_classes, features, spectral_norm=norm)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.features(images)  # (B, 16 * channels_at(4))
+        logits = self.head(features).squeeze(1)
+        if self.projection is not None:
+            logits = logits + self.projection(features, labels)
+        return logits
+
+
+class DCGAN(GenerativeModel):
+    Config = Config
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.net_g = Generator(config)
+        self.net_d = Discriminator(config)
+        self.apply(init_dcgan_weights)
+        betas = (config.beta1, config.beta2)
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.net_g.parameters(), config.learning_rate, betas),
+            "discriminator": torch.optim.Adam(self.net_d.parameters(), config.learning_rate, betas),
+        }
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.net_g
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.latent_dim,)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        return adversarial_step(self, images, labels)
+
+    @torch.no_grad()
+    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
+        noise = torch.randn(n, *self.latent_shape, generator=generator).to(self.device)
+        return self.decode(noise, labels)
+
+    @torch.no_grad()
+    def decode(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from noise vectors (B, latent_dim)."""
+        labels = sampling_labels(self.config, len(noise), labels, self.device)
+        return (self.net_g(noise.to(self.device), labels).float() + 1) / 2
+
+
+MODEL = DCGAN

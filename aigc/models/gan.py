@@ -1,0 +1,152 @@
+"""The textbook GAN (Goodfellow et al. 2014, https://arxiv.org/abs/1406.2661).
+
+An MLP generator maps noise z ~ N(0, I) to an image; a small convolutional discriminator
+scores images as real or generated. The two play the minimax game, with the non-saturating
+generator loss -log D(G(z)) (or the hinge loss), Adam at 2e-4 with beta1 = 0.5.
+
+With `conditional: true` (Mirza & Osindero 2014) the generator sees a label embedding beside z
+and the discriminator adds the projection term (Miyato & Koyama 2018; see layers.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from aigc.models.base import GenerativeModel
+from aigc.models.layers import (
+    GAN_LOSSES,
+    ClassProjection,
+    adversarial_step,
+    sampling_labels,
+)
+from aigc.params import ParamsError, spec
+
+
+@dataclass(frozen=True)
+class Config:
+    image_size: int = spec(ge=8, doc="side of the square images (from the data)")
+    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
+    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
+    conditional: bool = spec(default=False, doc="feed class labels to G and D")
+    latent_dim: int = spec(default=64, ge=1, doc="size of the noise vector z")
+    width: int = spec(default=256, ge=1, doc="hidden units of the generator's first layer")
+    discriminator_width: int = spec(default=32, ge=1, doc="channels of D's first conv")
+    loss: str = spec(default="bce", choices=GAN_LOSSES, doc="GAN objective")
+    label_smoothing: float = spec(default=0.0, ge=0.0, lt=1.0, doc="one-sided, bce only")
+    learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate of G and D")
+    beta1: float = spec(default=0.5, ge=0.0, lt=1.0, doc="Adam beta1")
+    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
+
+    def __post_init__(self) -> None:
+        if self.image_size % 8:
+            raise ParamsError(
+                f"train.gan: image_size = {self.image_size} (data.image_size) is not allowed; "
+                "the GAN's discriminator needs a multiple of 8"
+            )
+        if self.conditional and self.num_classes < 1:
+            raise ParamsError("train.gan.conditional = true needs labelled data; it has none")
+
+
+class Generator(nn.Module):
+    """z (B, latent_dim) [+ label embedding] -> MLP -> tanh image (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        width = config.width
+        inputs = config.latent_dim
+        self.embedding = None
+        if config.conditional:
+            self.embedding = nn.Embedding(config.num_classes, config.latent_dim)
+            inputs += config.latent_dim
+        pixels = config.channels * config.image_size**2
+        self.net = nn.Sequential(
+            nn.Linear(inputs, width),
+            nn.LeakyReLU(0.2),
+            nn.Linear(width, 2 * width),
+            nn.BatchNorm1d(2 * width),
+            nn.LeakyReLU(0.2),
+            nn.Linear(2 * width, 4 * width),
+            nn.BatchNorm1d(4 * width),
+            nn.LeakyReLU(0.2),
+            nn.Linear(4 * width, pixels),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embedding is not None:
+            z = torch.cat([z, self.embedding(labels)], dim=1)  # (B, 2 * latent_dim)
+        size = self.config.image_size
+        return self.net(z).view(-1, self.config.channels, size, size)  # (B, C, H, W)
+
+
+class Discriminator(nn.Module):
+    """Image (B, C, H, W) in [-1, 1] -> three stride-2 convs -> one logit per image (B,)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        width = config.discriminator_width
+        self.features = nn.Sequential(
+            nn.Conv2d(config.channels, width, 4, 2, 1),  # (B, w, H/2, W/2)
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),  # (B, 2w, H/4, W/4)
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 4 * width, 4, 2, 1),  # (B, 4w, H/8, W/8)
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+        features = 4 * width * (config.image_size // 8) ** 2
+        self.head = nn.Linear(features, 1)
+        self.projection = None
+        if config.conditional:
+            self.projection = ClassProjection(config.num_classes, features)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.features(images)  # (B, F)
+        logits = self.head(features).squeeze(1)
+        if self.projection is not None:
+            logits = logits + self.projection(features, labels)
+        return logits
+
+
+class GAN(GenerativeModel):
+    Config = Config
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.net_g = Generator(config)
+        self.net_d = Discriminator(config)  # PyTorch's default init: N(0, 0.02) (DCGAN's) makes
+        # an MLP generator map every z to nearly the same image, so it collapses at once
+        betas = (config.beta1, config.beta2)
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.net_g.parameters(), config.learning_rate, betas),
+            "discriminator": torch.optim.Adam(self.net_d.parameters(), config.learning_rate, betas),
+        }
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.net_g
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.latent_dim,)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        return adversarial_step(self, images, labels)
+
+    @torch.no_grad()
+    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
+        noise = torch.randn(n, *self.latent_shape, generator=generator).to(self.device)
+        return self.decode(noise, labels)
+
+    @torch.no_grad()
+    def decode(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from noise vectors (B, latent_dim)."""
+        labels = sampling_labels(self.config, len(noise), labels, self.device)
+        return (self.net_g(noise.to(self.device), labels).float() + 1) / 2
+
+
+MODEL = GAN

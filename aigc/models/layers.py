@@ -1,0 +1,236 @@
+"""Building blocks the model families share: GAN losses, self-attention, conditioning, sizes.
+
+- `discriminator_loss` / `generator_loss`: the BCE GAN objective with the non-saturating
+  generator loss (Goodfellow et al. 2014, https://arxiv.org/abs/1406.2661) or the hinge loss
+  (Lim & Ye 2017, https://arxiv.org/abs/1705.02894; used by SAGAN).
+- `SelfAttention2d`: the SAGAN block (Zhang et al. 2019, https://arxiv.org/abs/1805.08318).
+- `with_spectral_norm`: the spectral-norm switch (Miyato et al. 2018,
+  https://arxiv.org/abs/1802.05957).
+- Class conditioning. Generators and decoders take a learned label embedding concatenated to
+  the latent vector (`nn.Embedding`, as in Mirza & Osindero 2014); discriminators use the
+  projection term `ClassProjection` (Miyato & Koyama 2018, https://arxiv.org/abs/1802.05637);
+  encoders take one-hot label maps concatenated to the image channels (`one_hot_maps`).
+- `adversarial_step`: one alternating D/G update for any model with `net_g` and `net_d`.
+- `count_parameters`, `init_dcgan_weights` (N(0, 0.02), Radford et al. 2016).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "GAN_LOSSES",
+    "discriminator_loss",
+    "generator_loss",
+    "adversarial_step",
+    "SelfAttention2d",
+    "with_spectral_norm",
+    "ClassProjection",
+    "one_hot_maps",
+    "default_labels",
+    "check_labels",
+    "sampling_labels",
+    "count_parameters",
+    "init_dcgan_weights",
+]
+
+GAN_LOSSES = ("bce", "hinge")
+
+
+# ---------------------------------------------------------------------------------------------
+# GAN losses. Logits are the discriminator's raw outputs, shape (B,).
+
+
+def discriminator_loss(
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    kind: str = "bce",
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """The discriminator's loss on a batch of real and a batch of generated images.
+
+    bce:   -log D(x) - log(1 - D(G(z))), with real targets 1 - label_smoothing
+           (one-sided smoothing, Salimans et al. 2016, https://arxiv.org/abs/1606.03498).
+    hinge: max(0, 1 - D(x)) + max(0, 1 + D(G(z)))  (Lim & Ye 2017).
+    """
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
+    if kind == "bce":
+        real_targets = torch.full_like(real_logits, 1.0 - label_smoothing)
+        real_loss = F.binary_cross_entropy_with_logits(real_logits, real_targets)
+        fake_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        return real_loss + fake_loss
+    if kind == "hinge":
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+    raise ValueError(f"unknown GAN loss {kind!r}; allowed: {', '.join(GAN_LOSSES)}")
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """The generator's loss on the discriminator's logits for generated images.
+
+    bce:   the non-saturating -log D(G(z)) (Goodfellow et al. 2014, section 3), which gives
+           strong gradients early on where log(1 - D(G(z))) saturates.
+    hinge: -D(G(z))  (Lim & Ye 2017; SAGAN).
+    """
+    fake_logits = fake_logits.float()
+    if kind == "bce":
+        return F.softplus(-fake_logits).mean()  # -log sigmoid(l) = softplus(-l)
+    if kind == "hinge":
+        return -fake_logits.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}; allowed: {', '.join(GAN_LOSSES)}")
+
+
+def adversarial_step(model, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """One alternating GAN update (Goodfellow et al. 2014, algorithm 1, k = 1).
+
+    `model` has `net_g`, `net_d`, `optimizers` {"generator", "discriminator"} and a config with
+    latent_dim, conditional, num_classes, loss, label_smoothing; images are in [0, 1].
+    """
+    config = model.config
+    real = images * 2 - 1  # (B, C, H, W) in [-1, 1], the range of G's tanh
+    labels = labels if config.conditional else None
+    if labels is not None:
+        check_labels(labels, config.num_classes)
+    noise = torch.randn(len(images), config.latent_dim, device=images.device)
+    fake = model.net_g(noise, labels)
+
+    # Discriminator: maximise log D(x) + log(1 - D(G(z))) (or the hinge form).
+    real_logits = model.net_d(real, labels)
+    fake_logits = model.net_d(fake.detach(), labels)
+    d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.label_smoothing)
+    model.optimizers["discriminator"].zero_grad(set_to_none=True)
+    d_loss.backward()
+    model.optimizers["discriminator"].step()
+
+    # Generator: minimise -log D(G(z)), the non-saturating loss (or -D(G(z)) for hinge).
+    model.net_d.requires_grad_(False)  # gradients flow through D to G, not into D's weights
+    g_loss = generator_loss(model.net_d(fake, labels), config.loss)
+    model.optimizers["generator"].zero_grad(set_to_none=True)
+    g_loss.backward()
+    model.optimizers["generator"].step()
+    model.net_d.requires_grad_(True)
+
+    return {
+        "d_loss": d_loss.item(),
+        "g_loss": g_loss.item(),
+        "d_real": torch.sigmoid(real_logits.detach().float()).mean().item(),
+        "d_fake": torch.sigmoid(fake_logits.detach().float()).mean().item(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-attention and spectral norm.
+
+
+class SelfAttention2d(nn.Module):
+    """SAGAN self-attention over the positions of a feature map (Zhang et al. 2019, eq. 1-3).
+
+    1x1 convolutions give queries and keys (C/8 channels) and values (C channels); the softmax
+    runs over all H*W positions; the output is x + gamma * attention(x), with the learned scalar
+    gamma initialised at 0 so the block starts as the identity.
+    """
+
+    def __init__(self, channels: int, spectral_norm: bool = False) -> None:
+        super().__init__()
+        inner = max(1, channels // 8)
+        self.query = with_spectral_norm(nn.Conv2d(channels, inner, 1), spectral_norm)
+        self.key = with_spectral_norm(nn.Conv2d(channels, inner, 1), spectral_norm)
+        self.value = with_spectral_norm(nn.Conv2d(channels, channels, 1), spectral_norm)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        # (B, 1, HW, C') tokens: one head, positions as the sequence. SAGAN does not scale the
+        # scores by 1/sqrt(C'), hence scale=1.0.
+        query = self.query(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        key = self.key(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        value = self.value(x).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, HW, C)
+        attended = F.scaled_dot_product_attention(query, key, value, scale=1.0)
+        attended = attended.squeeze(1).transpose(1, 2).reshape(batch, channels, height, width)
+        return x + self.gamma * attended
+
+
+def with_spectral_norm(module: nn.Module, enabled: bool) -> nn.Module:
+    """`module` with spectral normalisation of its weight when `enabled` (Miyato et al. 2018)."""
+    if not enabled:
+        return module
+    return nn.utils.parametrizations.spectral_norm(module)
+
+
+# ---------------------------------------------------------------------------------------------
+# Class conditioning.
+
+
+class ClassProjection(nn.Module):
+    """The projection discriminator's class term: <embed(y), features> (Miyato & Koyama 2018).
+
+    Add its output to the unconditional logit: D(x, y) = linear(phi(x)) + embed(y) . phi(x).
+    """
+
+    def __init__(self, num_classes: int, features: int, spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes, features)
+        if spectral_norm:
+            self.embedding = nn.utils.parametrizations.spectral_norm(self.embedding)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # features (B, F), labels (B,) -> (B,)
+        return (self.embedding(labels) * features).sum(dim=1)
+
+
+def one_hot_maps(labels: torch.Tensor, num_classes: int, height: int, width: int) -> torch.Tensor:
+    """Labels (B,) as constant one-hot feature maps (B, K, H, W), to concatenate to an image."""
+    one_hot = F.one_hot(labels, num_classes).float()  # (B, K)
+    return one_hot[:, :, None, None].expand(-1, -1, height, width)
+
+
+def default_labels(n: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Balanced labels 0, 1, ..., K-1, 0, 1, ... for conditional sampling without labels."""
+    return torch.arange(n, device=device) % num_classes
+
+
+def sampling_labels(config, n: int, labels: torch.Tensor | None, device) -> torch.Tensor | None:
+    """The labels a generator gets: None when `config.conditional` is false, balanced classes
+    when none are given, else `labels` checked against `config.num_classes`."""
+    if not config.conditional:
+        return None
+    if labels is None:
+        return default_labels(n, config.num_classes, device)
+    check_labels(labels, config.num_classes)
+    return labels.to(device)
+
+
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Raise a clear error when labels do not fit a conditional model (say, -1 = unlabelled)."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"a conditional model needs labels in 0..{num_classes - 1}, got "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes and initialisation.
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters in `module`."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """DCGAN initialisation (Radford et al. 2016): conv/linear weights ~ N(0, 0.02), norm
+    scales ~ N(1, 0.02), biases 0. Use as `network.apply(init_dcgan_weights)`."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        weight = module.parametrizations.weight.original if _parametrized(module) else module.weight
+        nn.init.normal_(weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.weight is not None:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def _parametrized(module: nn.Module) -> bool:
+    return hasattr(module, "parametrizations") and "weight" in module.parametrizations

@@ -1,0 +1,210 @@
+"""Convolutional variational autoencoder (Kingma & Welling 2014, https://arxiv.org/abs/1312.6114)
+with a beta weight on the KL term (Higgins et al. 2017, beta-VAE).
+
+The encoder maps an image to the mean mu and log-variance logvar of q(z | x) (mu, logvar are
+(B, latent_dim)); z = mu + sigma * eps (the reparameterisation trick); the decoder maps z back to
+pixel logits. The loss per image is
+
+    reconstruction(x, decoder(z)) + beta_t * KL(q(z | x) || N(0, I)),
+
+with reconstruction the Bernoulli negative log-likelihood (`bce`) or the summed squared error
+(`mse`), and beta_t rising linearly from 0 to `beta` over `warmup_steps` (KL annealing, Bowman
+et al. 2016, https://arxiv.org/abs/1511.06349). Samples decode z ~ N(0, I), the prior.
+
+`conditional: true` makes it a CVAE (Sohn et al. 2015): the encoder sees one-hot label maps
+beside the image channels and the decoder a one-hot label beside z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aigc.models.base import GenerativeModel
+from aigc.models.layers import check_labels, one_hot_maps, sampling_labels
+from aigc.params import ParamsError, spec
+
+
+@dataclass(frozen=True)
+class Config:
+    image_size: int = spec(ge=8, doc="side of the square images (from the data)")
+    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
+    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
+    conditional: bool = spec(default=False, doc="a CVAE: labels enter encoder and decoder")
+    latent_dim: int = spec(default=16, ge=1, doc="size of z")
+    width: int = spec(default=32, ge=1, doc="channels at side image_size/2, doubled per halving")
+    reconstruction_loss: str = spec(default="bce", choices=("bce", "mse"), doc="pixel loss")
+    beta: float = spec(default=1.0, ge=0.0, doc="weight of the KL term")
+    warmup_steps: int = spec(default=1000, ge=0, doc="steps of the linear KL warm-up")
+    learning_rate: float = spec(default=1e-3, gt=0.0, doc="Adam learning rate")
+    beta1: float = spec(default=0.9, ge=0.0, lt=1.0, doc="Adam beta1")
+    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if size < 8 or size & (size - 1):
+            raise ParamsError(
+                f"train.vae: image_size = {size} (data.image_size) is not allowed; "
+                "the VAE needs a power of two >= 8"
+            )
+        if self.conditional and self.num_classes < 1:
+            raise ParamsError("train.vae.conditional = true needs labelled data; it has none")
+
+    @property
+    def label_inputs(self) -> int:
+        return self.num_classes if self.conditional else 0
+
+    def sides(self) -> list[int]:
+        """Feature-map sides: 4, 8, ..., image_size / 2."""
+        return [2**k for k in range(2, self.image_size.bit_length() - 1)]
+
+    def channels_at(self, side: int) -> int:
+        return self.width * (self.image_size // 2) // side
+
+
+class Encoder(nn.Module):
+    """(B, C [+ K], H, W) -> stride-2 convs down to 4x4 -> mu, logvar (B, latent_dim) each."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(config.channels + config.label_inputs, config.width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+        ]
+        for side in reversed(config.sides()[1:]):  # (B, c, side, side) -> (B, 2c, side/2, ...)
+            out = config.channels_at(side // 2)
+            layers += [
+                nn.Conv2d(config.channels_at(side), out, 4, 2, 1),
+                nn.BatchNorm2d(out),
+                nn.LeakyReLU(0.2),
+            ]
+        layers.append(nn.Flatten())
+        self.net = nn.Sequential(*layers)
+        self.head = nn.Linear(config.channels_at(4) * 16, 2 * config.latent_dim)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.net(images)).chunk(2, dim=1)
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    """z (B, latent_dim [+ K]) -> 4x4 -> stride-2 transposed convs -> pixel logits (B, C, H, W)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        first = config.channels_at(4)
+        self.head = nn.Linear(config.latent_dim + config.label_inputs, first * 16)
+        layers: list[nn.Module] = [nn.BatchNorm2d(first), nn.ReLU()]
+        for side in config.sides()[:-1]:  # (B, c, side, side) -> (B, c/2, 2 side, 2 side)
+            out = config.channels_at(2 * side)
+            layers += [
+                nn.ConvTranspose2d(config.channels_at(side), out, 4, 2, 1),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
+        layers.append(nn.ConvTranspose2d(config.width, config.channels, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        first = self.config.channels_at(4)
+        return self.net(self.head(z).view(-1, first, 4, 4))  # logits (B, C, H, W)
+
+
+class VAE(GenerativeModel):
+    Config = Config
+    encodes = True
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # for the warm-up
+        betas = (config.beta1, config.beta2)
+        self.optimizers = {"vae": torch.optim.Adam(self.parameters(), config.learning_rate, betas)}
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.decoder
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.latent_dim,)
+
+    def kl_weight(self) -> float:
+        """beta_t = beta * min(1, t / warmup_steps) (linear KL warm-up)."""
+        warmup = self.config.warmup_steps
+        ramp = 1.0 if warmup == 0 else min(1.0, int(self.steps_done) / warmup)
+        return self.config.beta * ramp
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        labels = labels if self.config.conditional else None
+        if labels is not None:
+            check_labels(labels, self.config.num_classes)
+        mu, logvar = self.encoder(self._encoder_input(images, labels))
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation
+        logits = self.decoder(self._decoder_input(z, labels)).float()
+
+        # Per image: reconstruction summed over pixels, KL summed over latent dimensions
+        # (Kingma & Welling 2014, appendix B: KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar))).
+        if self.config.reconstruction_loss == "bce":
+            reconstruction = F.binary_cross_entropy_with_logits(logits, images, reduction="sum")
+        else:
+            reconstruction = F.mse_loss(torch.sigmoid(logits), images, reduction="sum")
+        reconstruction = reconstruction / len(images)
+        mu, logvar = mu.float(), logvar.float()
+        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(images)
+        weight = self.kl_weight()
+        loss = reconstruction + weight * kl
+
+        optimizer = self.optimizers["vae"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.steps_done += 1
+        return {"loss": loss.item(), "reconstruction": reconstruction.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
+        z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
+        return self.decode(z, labels)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The posterior means mu (B, latent_dim) of images in [0, 1]."""
+        labels = sampling_labels(self.config, len(images), labels, self.device)
+        mu, _ = self.encoder(self._encoder_input(images.to(self.device), labels))
+        return mu
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from latents z (B, latent_dim)."""
+        labels = sampling_labels(self.config, len(z), labels, self.device)
+        logits = self.decoder(self._decoder_input(z.to(self.device), labels))
+        return torch.sigmoid(logits.float())
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(images, labels), labels)
+
+    def _encoder_input(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if labels is None:
+            return images
+        size = self.config.image_size
+        maps = one_hot_maps(labels, self.config.num_classes, size, size).to(images.dtype)
+        return torch.cat([images, maps], dim=1)  # (B, C + K, H, W)
+
+    def _decoder_input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if labels is None:
+            return z
+        return torch.cat([z, F.one_hot(labels, self.config.num_classes).to(z.dtype)], dim=1)
+
+
+MODEL = VAE

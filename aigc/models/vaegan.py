@@ -1,0 +1,272 @@
+"""VAE-GAN (Larsen et al. 2016, "Autoencoding beyond pixels using a learned similarity metric",
+https://arxiv.org/abs/1512.09300): a VAE whose decoder is also a GAN's generator.
+
+Three networks: the encoder maps an image x to q(z | x) = N(mu, sigma^2) (mu, logvar are
+(B, latent_dim)); the decoder maps z to pixel logits (it is the generator: samples decode
+z ~ N(0, I), the prior); the discriminator sees real images, reconstructions x~ = Dec(z) and
+prior samples x_p = Dec(z_p) and gives a logit and its last conv features Dis_l(x).
+
+Losses (Larsen et al. section 2.2 and algorithm 1), all per pixel or per feature so that the
+weights compare:
+
+    reconstruction = BCE(x~, x)                     (the VAE's pixel likelihood)
+    kl             = KL(q(z | x) || N(0, I)) / pixels   (so beta = 1 is the ELBO per pixel)
+    feature        = mean (Dis_l(x~) - Dis_l(x))^2    (the "learned similarity", their L_llike)
+    adversarial    = -log D(x~) - log D(x_p)          (non-saturating, layers.generator_loss)
+    d_loss         = -log D(x) - log(1 - D(x~)) - log(1 - D(x_p))
+
+    encoder       minimises reconstruction + feature_weight * feature + beta * kl
+    decoder       minimises reconstruction + feature_weight * feature + adversarial_weight * adv
+    discriminator minimises d_loss
+
+As in the paper, the encoder gets no adversarial gradient and the discriminator only its GAN
+loss. `conditional: true` gives the encoder one-hot label maps beside the image channels, the
+decoder a one-hot label beside z (as the CVAE in vae.py) and the discriminator a projection term
+(layers.ClassProjection).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aigc.models.base import GenerativeModel
+from aigc.models.layers import (
+    ClassProjection,
+    check_labels,
+    discriminator_loss,
+    generator_loss,
+    one_hot_maps,
+    sampling_labels,
+)
+from aigc.params import ParamsError, spec
+
+
+@dataclass(frozen=True)
+class Config:
+    image_size: int = spec(ge=8, doc="side of the square images (from the data)")
+    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
+    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
+    conditional: bool = spec(default=False, doc="labels enter encoder, decoder, discriminator")
+    latent_dim: int = spec(default=32, ge=1, doc="size of z")
+    width: int = spec(default=32, ge=1, doc="channels at side image_size/2, doubled per halving")
+    beta: float = spec(default=1.0, ge=0.0, doc="weight of the KL term")
+    adversarial_weight: float = spec(default=0.05, ge=0.0, doc="GAN term in the decoder's loss")
+    feature_weight: float = spec(default=1.0, ge=0.0, doc="discriminator-feature matching term")
+    learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate of all three")
+    beta1: float = spec(default=0.5, ge=0.0, lt=1.0, doc="Adam beta1")
+    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if size < 8 or size & (size - 1):
+            raise ParamsError(
+                f"train.vaegan: image_size = {size} (data.image_size) is not allowed; "
+                "the VAE-GAN needs a power of two >= 8"
+            )
+        if self.conditional and self.num_classes < 1:
+            raise ParamsError("train.vaegan.conditional = true needs labelled data; it has none")
+
+    @property
+    def label_inputs(self) -> int:
+        return self.num_classes if self.conditional else 0
+
+    def sides(self) -> list[int]:
+        """Feature-map sides: 4, 8, ..., image_size / 2."""
+        return [2**k for k in range(2, self.image_size.bit_length() - 1)]
+
+    def channels_at(self, side: int) -> int:
+        return self.width * (self.image_size // 2) // side
+
+
+def downsampling(config: Config, inputs: int, batch_norm: bool) -> nn.Sequential:
+    """(B, inputs, H, W) -> stride-2 4x4 convs (LeakyReLU 0.2) -> (B, 16 channels_at(4))."""
+    layers: list[nn.Module] = [nn.Conv2d(inputs, config.width, 4, 2, 1), nn.LeakyReLU(0.2)]
+    for side in reversed(config.sides()[1:]):  # (B, c, side, side) -> (B, 2c, side/2, side/2)
+        out = config.channels_at(side // 2)
+        layers.append(nn.Conv2d(config.channels_at(side), out, 4, 2, 1))
+        layers += [nn.BatchNorm2d(out)] if batch_norm else []
+        layers.append(nn.LeakyReLU(0.2))
+    layers.append(nn.Flatten())
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """(B, C [+ K], H, W) -> mu, logvar (B, latent_dim) each."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.net = downsampling(config, config.channels + config.label_inputs, batch_norm=True)
+        self.head = nn.Linear(config.channels_at(4) * 16, 2 * config.latent_dim)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.net(images)).chunk(2, dim=1)
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    """z (B, latent_dim [+ K]) -> 4x4 -> stride-2 transposed convs -> pixel logits (B, C, H, W)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.first = config.channels_at(4)
+        self.head = nn.Linear(config.latent_dim + config.label_inputs, self.first * 16)
+        layers: list[nn.Module] = [nn.BatchNorm2d(self.first), nn.ReLU()]
+        for side in config.sides()[:-1]:  # (B, c, side, side) -> (B, c/2, 2 side, 2 side)
+            out = config.channels_at(2 * side)
+            layers += [
+                nn.ConvTranspose2d(config.channels_at(side), out, 4, 2, 1),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
+        layers.append(nn.ConvTranspose2d(config.width, config.channels, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.head(z).view(-1, self.first, 4, 4))  # logits (B, C, H, W)
+
+
+class Discriminator(nn.Module):
+    """Images (B, C, H, W) in [-1, 1] -> (logits (B,), features (B, F)). No batch norm: an
+    image's features, the feature-matching target, must not depend on the rest of its batch."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.features = downsampling(config, config.channels, batch_norm=False)
+        features = config.channels_at(4) * 16
+        self.head = nn.Linear(features, 1)
+        self.projection = None
+        if config.conditional:
+            self.projection = ClassProjection(config.num_classes, features)
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(images)  # (B, 16 channels_at(4))
+        logits = self.head(features).squeeze(1)
+        if self.projection is not None:
+            logits = logits + self.projection(features, labels)
+        return logits, features
+
+
+class VAEGAN(GenerativeModel):
+    Config = Config
+    encodes = True
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.discriminator = Discriminator(config)
+        betas = (config.beta1, config.beta2)
+        self.optimizers = {
+            name: torch.optim.Adam(getattr(self, name).parameters(), config.learning_rate, betas)
+            for name in ("encoder", "decoder", "discriminator")
+        }
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.decoder
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.latent_dim,)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        config = self.config
+        labels = labels if config.conditional else None
+        if labels is not None:
+            check_labels(labels, config.num_classes)
+        count = len(images)
+        mu, logvar = self.encoder(self._encoder_input(images, labels))
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation
+        z_prior = torch.randn_like(mu)
+        both_labels = torch.cat([labels, labels]) if labels is not None else None
+        # Reconstructions and prior samples in one decoder batch: (2B, C, H, W) logits.
+        logits = self.decoder(self._decoder_input(torch.cat([z, z_prior]), both_labels)).float()
+        fakes = torch.sigmoid(logits) * 2 - 1  # (2B, C, H, W) in [-1, 1], as D sees real ones
+        real = images * 2 - 1
+
+        # Discriminator: tell real images from reconstructions and prior samples.
+        real_logits, _ = self.discriminator(real, labels)
+        fake_logits, _ = self.discriminator(fakes.detach(), both_labels)
+        d_loss = discriminator_loss(real_logits, fake_logits)
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optimizers["discriminator"].step()
+
+        # Encoder and decoder, against the updated discriminator (frozen here).
+        self.discriminator.requires_grad_(False)
+        with torch.no_grad():
+            _, real_features = self.discriminator(real, labels)
+        fake_logits_now, fake_features = self.discriminator(fakes, both_labels)
+        reconstruction = F.binary_cross_entropy_with_logits(logits[:count], images)
+        feature = F.mse_loss(fake_features[:count].float(), real_features.float())
+        mu, logvar = mu.float(), logvar.float()
+        # KL(N(mu, sigma^2) || N(0, I)) = -1/2 sum(1 + logvar - mu^2 - exp(logvar)) (Kingma &
+        # Welling 2014, appendix B), per image, then per pixel.
+        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / images[0].numel() / count
+        adversarial = generator_loss(fake_logits_now)
+        shared = reconstruction + config.feature_weight * feature
+        for name in ("encoder", "decoder"):
+            self.optimizers[name].zero_grad(set_to_none=True)
+        (shared + config.beta * kl).backward(retain_graph=True)  # encoder and decoder
+        (config.adversarial_weight * adversarial).backward(inputs=list(self.decoder.parameters()))
+        self.optimizers["encoder"].step()
+        self.optimizers["decoder"].step()
+        self.discriminator.requires_grad_(True)
+
+        return {
+            "reconstruction": reconstruction.item(),
+            "kl": kl.item(),
+            "feature": feature.item(),
+            "g_loss": adversarial.item(),
+            "d_loss": d_loss.item(),
+            "d_real": torch.sigmoid(real_logits.detach()).mean().item(),
+            "d_fake": torch.sigmoid(fake_logits.detach()).mean().item(),
+        }
+
+    @torch.no_grad()
+    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
+        z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
+        return self.decode(z, labels)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The posterior means mu (B, latent_dim) of images in [0, 1]."""
+        labels = sampling_labels(self.config, len(images), labels, self.device)
+        mu, _ = self.encoder(self._encoder_input(images.to(self.device), labels))
+        return mu
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from latents z (B, latent_dim)."""
+        labels = sampling_labels(self.config, len(z), labels, self.device)
+        logits = self.decoder(self._decoder_input(z.to(self.device), labels))
+        return torch.sigmoid(logits.float())
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(images, labels), labels)
+
+    def _encoder_input(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if labels is None:
+            return images
+        size = self.config.image_size
+        maps = one_hot_maps(labels, self.config.num_classes, size, size).to(images.dtype)
+        return torch.cat([images, maps], dim=1)  # (B, C + K, H, W)
+
+    def _decoder_input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if labels is None:
+            return z
+        return torch.cat([z, F.one_hot(labels, self.config.num_classes).to(z.dtype)], dim=1)
+
+
+MODEL = VAEGAN

@@ -1,0 +1,114 @@
+"""Stage sample@MODEL: make content from a trained model.
+
+Reads  --checkpoint (aigc.checkpoint), --test (an image set, for reconstructions) and
+       params.yaml's `sample` section (flags such as --num-samples override it; without a
+       params file the defaults of aigc.sampling.SampleParams apply).
+Writes --out: an image set (images.npy uint8, labels.npy: the requested labels when the model
+       is conditional, else -1; classes.json) plus info.json {family, num_samples,
+       sampling_seconds, images_per_second, conditional};
+       --reports: grid.png (8x8), interpolation.png, classes.png (conditional models),
+       reconstructions.png (families that encode).
+
+    python -m stages.sample --checkpoint models/dcgan/model.pt --test data/split/test \\
+        --out data/samples/dcgan --reports reports/samples/dcgan [--params params.yaml]
+
+Outside DVC, an --out ending in .png writes one grid of --num-samples images and nothing else:
+
+    python -m stages.sample --checkpoint models/dcgan/model.pt --num-samples 64 --seed 1 \\
+        --out grid.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from aigc import sampling
+from aigc.checkpoint import CheckpointError, load_model
+from aigc.files import write_json
+from aigc.images import save_grid
+from aigc.imagesets import ImageSet, load_image_set, save_image_set
+from aigc.params import exit_on_bad_params, from_dict, read_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="trained model checkpoint")
+    parser.add_argument("--out", required=True, help="image set folder, or a .png for a grid")
+    parser.add_argument("--reports", help="folder for grid/interpolation/classes/reconstructions")
+    parser.add_argument("--test", help="test image set, for reconstructions")
+    parser.add_argument("--params", default="params.yaml")
+    for field in dataclasses.fields(sampling.SampleParams):  # --num-samples etc. override params
+        flag = "--" + field.name.replace("_", "-")
+        parser.add_argument(
+            flag, dest=field.name, type=type(field.default), help=field.metadata["doc"]
+        )
+    args = parser.parse_args()
+    grid_only = args.out.endswith(".png")
+    if not grid_only and not args.reports:
+        parser.error("--reports is required unless --out is a .png")
+
+    with exit_on_bad_params():
+        section = {}
+        if Path(args.params).exists() or args.params != "params.yaml":
+            section = read_params(args.params).get("sample", {})
+        overrides = {
+            f.name: getattr(args, f.name) for f in dataclasses.fields(sampling.SampleParams)
+        }
+        section = {**section, **{k: v for k, v in overrides.items() if v is not None}}
+        params = from_dict(sampling.SampleParams, section, "sample")
+    try:
+        model, checkpoint = load_model(
+            args.checkpoint, "cuda" if torch.cuda.is_available() else "cpu"
+        )
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    with exit_on_bad_params():  # a diffusion model checks steps against its own timesteps
+        model.configure_sampling(params.sampler, params.steps, params.eta, params.guidance_scale)
+
+    images, labels, seconds = sampling.generate(
+        model, params.num_samples, params.batch_size, params.seed
+    )
+    if grid_only:
+        save_grid(args.out, images)
+        return
+
+    family = checkpoint["family"]
+    classes = list(checkpoint.get("meta", {}).get("classes", []))
+    save_image_set(args.out, ImageSet(images, labels, classes))
+    write_json(
+        Path(args.out) / "info.json",
+        {
+            "family": family,
+            "num_samples": params.num_samples,
+            "sampling_seconds": seconds,
+            "images_per_second": params.num_samples / seconds,
+            "conditional": sampling.is_conditional(model),
+        },
+    )
+    reports = Path(args.reports)
+    save_grid(reports / "grid.png", images[:64])
+    strip = sampling.interpolation(model, seed=params.seed)
+    if strip is not None:
+        save_grid(reports / "interpolation.png", strip, columns=10)
+    rows = sampling.class_rows(model, seed=params.seed)
+    if rows is not None:
+        save_grid(reports / "classes.png", rows, columns=10)
+    if args.test:
+        test = load_image_set(args.test)
+        pairs = sampling.reconstruction_pairs(model, test.images, test.labels)
+        if pairs is not None:
+            save_grid(reports / "reconstructions.png", pairs)
+    print(
+        f"{family}: {params.num_samples} samples in {seconds:.1f} s "
+        f"({params.num_samples / seconds:.0f} images/s) -> {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    main()

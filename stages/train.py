@@ -1,0 +1,69 @@
+"""Stage train@MODEL: train one model family on the augmented training set.
+
+Reads  --data (an image set: images.npy, labels.npy, classes.json) and params.yaml's
+       `train.common` and `train.<model>` sections.
+Writes --out (the final checkpoint, aigc.checkpoint format) and --live (dvclive: metrics.json,
+       plots/metrics/*.tsv, plots/images/samples/epoch_NNN.png, params.yaml).
+Keeps  .resume/<model>-<hash>/last.pt while it runs (git-ignored; removed on success), so a
+       killed run resumes where it stopped. SIGTERM/SIGINT: checkpoint, then exit 128 + signal.
+
+    python -m stages.train --model dcgan --data data/train --out models/dcgan/model.pt \\
+        --live logs/dcgan [--params params.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from aigc.imagesets import load_image_set
+from aigc.params import exit_on_bad_params
+from aigc.training import TrainingError, TrainingStopped, read_train_params, resume_key, train
+
+RESUME_ROOT = Path(".resume")  # git-ignored; one folder per (family, params, data) combination
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model family (a key of aigc MODELS)")
+    parser.add_argument("--data", required=True, help="training image set folder")
+    parser.add_argument("--out", required=True, help="final checkpoint path")
+    parser.add_argument("--live", required=True, help="dvclive folder")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+
+    image_set = load_image_set(args.data)  # memory-mapped: only shapes are read here
+    with exit_on_bad_params():
+        common, loop, config, raw_params = read_train_params(args.params, args.model, image_set)
+    image_set = load_image_set(args.data, mmap=False)  # now into memory
+
+    resume_dir = RESUME_ROOT / resume_key(raw_params, image_set)
+    meta = {"classes": list(image_set.classes), "train_images": len(image_set)}
+    try:
+        with exit_on_bad_params():  # device = cuda without a GPU
+            result = train(
+                args.model,
+                config,
+                loop,
+                common,
+                image_set,
+                out=args.out,
+                live_dir=args.live,
+                resume_dir=resume_dir,
+                meta=meta,
+            )
+    except TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except TrainingStopped as error:
+        print(str(error), file=sys.stderr)
+        raise SystemExit(128 + error.signal_number) from None
+    print(
+        f"{args.model}: {result['steps']} steps in {result['train_seconds']:.0f} s "
+        f"({result['images_per_second']:.0f} images/s) -> {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The gan, dcgan and vae families and the shared layers: shapes, ranges, losses, options.
+
+GAN losses are checked against their formulas written out by hand; the families are checked
+on tiny random batches (a few steps must run with finite named losses; the VAE's loss must
+fall on a trivial data set).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aigc.models import MODELS
+from aigc.models.layers import (
+    ClassProjection,
+    SelfAttention2d,
+    count_parameters,
+    discriminator_loss,
+    generator_loss,
+    one_hot_maps,
+    with_spectral_norm,
+)
+from aigc.params import ParamsError
+
+FAMILIES = ["gan", "dcgan", "vae"]
+TINY = {
+    "gan": {"latent_dim": 8, "width": 16, "discriminator_width": 8},
+    "dcgan": {"latent_dim": 8, "width": 8},
+    "vae": {"latent_dim": 4, "width": 8},
+}
+
+
+def make(family: str, size: int = 16, channels: int = 1, classes: int = 3, **options):
+    torch.manual_seed(0)
+    config = MODELS[family].Config(
+        image_size=size, channels=channels, num_classes=classes, **{**TINY[family], **options}
+    )
+    return MODELS[family](config)
+
+
+def batch(count: int = 8, channels: int = 1, size: int = 16, classes: int = 3):
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(count, channels, size, size, generator=generator)
+    return images, torch.arange(count) % classes
+
+
+# -- layers ------------------------------------------------------------------------------------
+
+
+def test_gan_losses_match_their_formulas():
+    real = torch.tensor([2.0, -1.0, 0.5])
+    fake = torch.tensor([-3.0, 0.0, 1.5])
+    sigmoid = torch.sigmoid
+    expected_d = (-torch.log(sigmoid(real))).mean() + (-torch.log(1 - sigmoid(fake))).mean()
+    assert discriminator_loss(real, fake, "bce").item() == pytest.approx(expected_d.item(), 1e-6)
+    smooth = 0.1  # targets 0.9: -(0.9 log s + 0.1 log(1 - s))
+    expected_smooth = (
+        -(0.9 * torch.log(sigmoid(real)) + 0.1 * torch.log(1 - sigmoid(real)))
+    ).mean() + (-torch.log(1 - sigmoid(fake))).mean()
+    assert discriminator_loss(real, fake, "bce", smooth).item() == pytest.approx(
+        expected_smooth.item(), 1e-6
+    )
+    # Non-saturating generator loss: -log D(G(z)), not log(1 - D(G(z))).
+    expected_g = (-torch.log(sigmoid(fake))).mean()
+    assert generator_loss(fake, "bce").item() == pytest.approx(expected_g.item(), 1e-6)
+    hinge_d = (torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()).item()
+    assert discriminator_loss(real, fake, "hinge").item() == pytest.approx(hinge_d, 1e-6)
+    assert generator_loss(fake, "hinge").item() == pytest.approx(-fake.mean().item(), 1e-6)
+    with pytest.raises(ValueError, match="wgan"):
+        generator_loss(fake, "wgan")
+
+
+def test_self_attention_starts_as_identity_and_mixes_positions_once_gamma_moves():
+    torch.manual_seed(0)
+    block = SelfAttention2d(16)
+    x = torch.randn(2, 16, 4, 4)
+    assert torch.equal(block(x), x)  # gamma = 0 at initialisation
+    block.gamma.data.fill_(1.0)
+    y = block(x)
+    # Reference: softmax over positions of q^T k (no scaling, as SAGAN), values summed.
+    q = block.query(x).flatten(2)  # (B, C', N)
+    k = block.key(x).flatten(2)
+    v = block.value(x).flatten(2)  # (B, C, N)
+    weights = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (B, N query, N key)
+    expected = x + (v @ weights.transpose(1, 2)).view_as(x)
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_norm_switch_bounds_the_largest_singular_value():
+    torch.manual_seed(0)
+    layer = with_spectral_norm(torch.nn.Linear(6, 5), True)
+    for _ in range(20):  # power iterations run in training-mode forwards
+        layer(torch.randn(1, 6))
+    assert torch.linalg.matrix_norm(layer.weight, ord=2).item() == pytest.approx(1.0, abs=0.05)
+    plain = with_spectral_norm(torch.nn.Linear(6, 5), False)
+    assert not hasattr(plain, "parametrizations")
+
+
+def test_conditioning_helpers_and_parameter_count():
+    maps = one_hot_maps(torch.tensor([2, 0]), 3, 4, 5)
+    assert maps.shape == (2, 3, 4, 5)
+    assert maps[0, 2].eq(1).all() and maps[0, :2].eq(0).all() and maps[1, 0].eq(1).all()
+    projection = ClassProjection(3, 4)
+    features = torch.randn(2, 4)
+    labels = torch.tensor([1, 2])
+    expected = (projection.embedding.weight[labels] * features).sum(1)
+    torch.testing.assert_close(projection(features, labels), expected)
+    assert count_parameters(torch.nn.Linear(3, 4)) == 3 * 4 + 4
+
+
+# -- families ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("conditional", [False, True])
+def test_family_steps_and_samples(family, conditional):
+    model = make(family, conditional=conditional)
+    images, labels = batch()
+    for _ in range(2):
+        losses = model.train_step(images, labels)
+    assert losses and all(isinstance(v, float) and math.isfinite(v) for v in losses.values())
+    model.eval()
+    samples = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (5, 1, 16, 16)
+    assert samples.min() >= 0 and samples.max() <= 1
+    again = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(samples, again)
+    if conditional:  # the labels reach the generator: same noise, other class, other image
+        zeros = model.sample(4, torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0))
+        twos = model.sample(4, torch.full((4,), 2), torch.Generator().manual_seed(0))
+        assert zeros.shape == twos.shape == (4, 1, 16, 16)
+        assert not torch.equal(zeros, twos)
+        with pytest.raises(ValueError, match="labels in 0..2"):
+            model.sample(2, torch.tensor([0, 3]))
+
+
+def test_vae_loss_falls_on_a_trivial_data_set_and_it_reconstructs():
+    model = make("vae", warmup_steps=0, learning_rate=3e-3)
+    images = torch.zeros(16, 1, 16, 16)
+    images[:, :, 4:12, 4:12] = 1.0  # one white square, always
+    labels = torch.zeros(16, dtype=torch.long)
+    first = model.train_step(images, labels)["loss"]
+    for _ in range(30):
+        last = model.train_step(images, labels)["loss"]
+    assert last < 0.5 * first
+    model.eval()
+    assert model.encodes and model.latent_dim == 4
+    assert model.encode(images[:2]).shape == (2, 4)
+    rebuilt = model.reconstruct(images[:2])
+    assert rebuilt.shape == (2, 1, 16, 16)
+    assert (rebuilt - images[:2]).abs().mean() < 0.3
+
+
+def test_vae_kl_weight_warms_up_linearly():
+    model = make("vae", warmup_steps=4, beta=2.0)
+    images, labels = batch()
+    weights = []
+    for _ in range(6):
+        weights.append(model.kl_weight())
+        model.train_step(images, labels)
+    assert weights == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dcgan_sizes_and_channels(size, channels):
+    model = make("dcgan", size=size, channels=channels)
+    images, labels = batch(4, channels, size)
+    assert all(math.isfinite(v) for v in model.train_step(images, labels).values())
+    assert model.eval().sample(2).shape == (2, channels, size, size)
+
+
+@pytest.mark.parametrize("size", [8, 24, 48])
+def test_dcgan_bad_image_size_is_a_clear_error(size):
+    with pytest.raises(ParamsError, match=rf"image_size = {size} .*power of two >= 16"):
+        make("dcgan", size=size)
+
+
+def test_dcgan_attention_spectral_norm_and_hinge_construct_and_step():
+    model = make(
+        "dcgan", size=32, attention_resolution=8, spectral_norm=True, loss="hinge", conditional=True
+    )
+    attention = [m for m in model.modules() if isinstance(m, SelfAttention2d)]
+    assert len(attention) == 2  # one in G, one in D
+    assert any(hasattr(m, "parametrizations") for m in model.net_d.modules())
+    images, labels = batch(4, 1, 32)
+    for _ in range(2):
+        losses = model.train_step(images, labels)
+    assert all(math.isfinite(v) for v in losses.values())
+    # The SAGAN gammas learned something (they start at exactly 0).
+    assert all(block.gamma.item() != 0.0 for block in attention)
+    with pytest.raises(ParamsError, match="train.dcgan.attention_resolution = 5"):
+        make("dcgan", size=32, attention_resolution=5)
+
+
+def test_conditional_without_classes_is_a_clear_error():
+    for family in FAMILIES:
+        with pytest.raises(ParamsError, match=rf"train.{family}.conditional"):
+            make(family, classes=0, conditional=True)

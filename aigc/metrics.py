@@ -1,0 +1,471 @@
+"""The ruler: every quality number the pipeline reports, computed on evaluator features.
+
+Each metric is a function of plain arrays: `features` are (N, D) embeddings from
+`aigc.features`, `probabilities` (N, K) the evaluator's class probabilities. Sums that decide a
+score (means, covariances, kernels) run in float64; nearest-neighbour searches run with
+`torch.cdist` over chunks of rows (float32: distances only get compared), so memory stays
+bounded whatever the set sizes. `score_samples` puts them together into the flat dict that
+becomes `metrics/NAME.json`, each metric beside the sample count it used.
+
+- FID: Heusel et al. 2017, https://arxiv.org/abs/1706.08500
+- KID: Bińkowski et al. 2018, https://arxiv.org/abs/1801.01401
+- Inception score: Salimans et al. 2016, https://arxiv.org/abs/1606.03498
+- Precision/recall: Kynkäänniemi et al. 2019, https://arxiv.org/abs/1904.06991
+- Density/coverage: Naeem et al. 2020, https://arxiv.org/abs/2002.09797
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aigc.params import spec
+
+CHUNK_BYTES = 1 << 27  # 128 MiB of float32 distances per chunk of a distance matrix
+PSNR_CAP = 100.0  # dB; identical images give an infinite PSNR, which JSON cannot hold
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """params.yaml `evaluate`: how the ruler measures."""
+
+    batch_size: int = spec(ge=1, doc="images per evaluator forward pass")
+    kid_subsets: int = spec(ge=1, doc="KID subsets")
+    kid_subset_size: int = spec(ge=2, doc="images per KID subset")
+    inception_splits: int = spec(ge=1, doc="splits of the Inception-style score")
+    precision_k: int = spec(ge=1, doc="k of precision/recall")
+    density_k: int = spec(ge=1, doc="k of density/coverage")
+    class_threshold: float = spec(gt=0.0, le=1.0, doc="share of the real share that covers a class")
+    copy_quantile: float = spec(ge=0.0, le=1.0, doc="held-out NN-distance quantile of a copy")
+    reconstruction_samples: int = spec(ge=1, doc="test images reconstructed for SSIM/PSNR")
+    device: str = spec(choices=("auto", "cpu", "cuda"), doc="where the evaluator runs")
+    seed: int = spec(ge=0, doc="seed of subset draws")
+
+
+# ---------------------------------------------------------------- Fréchet distance (FID)
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D) of `features` (N, D), in float64."""
+    features = np.asarray(features, dtype=np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(
+    mean_a: np.ndarray, covariance_a: np.ndarray, mean_b: np.ndarray, covariance_b: np.ndarray
+) -> float:
+    """Fréchet distance of two Gaussians (Heusel et al. 2017, eq. 6).
+
+    d² = ‖μa − μb‖² + tr(Σa) + tr(Σb) − 2 tr((Σa Σb)^½). The trace of the square root is the
+    sum of the square roots of the eigenvalues of Σa Σb, which are real and non-negative for
+    PSD matrices (Σa Σb is similar to Σa^½ Σb Σa^½); rounding can leave tiny negative or
+    imaginary parts, so the real parts are clipped at 0 before the square root.
+    """
+    mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b, np.float64)
+    covariance_a = np.atleast_2d(np.asarray(covariance_a, np.float64))
+    covariance_b = np.atleast_2d(np.asarray(covariance_b, np.float64))
+    eigenvalues = np.linalg.eigvals(covariance_a @ covariance_b)
+    trace_sqrt = np.sqrt(np.clip(eigenvalues.real, 0.0, None)).sum()
+    difference = mean_a - mean_b
+    distance = (
+        difference @ difference + np.trace(covariance_a) + np.trace(covariance_b) - 2.0 * trace_sqrt
+    )
+    return float(max(distance, 0.0))
+
+
+def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """FID between two feature sets (N, D) and (M, D)."""
+    return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
+
+
+# ---------------------------------------------------------------- KID
+
+
+def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """k(x, y) = (x·y / d + 1)³, the cubic kernel of Bińkowski et al. 2018 (section 3)."""
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def unbiased_mmd2(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD² estimate between samples x (m, D) and y (n, D) (Gretton et al. 2012, eq. 3).
+
+    The within-set sums leave out the diagonal (k(x, x) terms), which is what makes it unbiased:
+    its expectation is 0 when x and y come from one distribution, so it can be negative.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    m, n = len(x), len(y)
+    kernel_xx, kernel_yy = polynomial_kernel(x, x), polynomial_kernel(y, y)
+    within_x = (kernel_xx.sum() - np.trace(kernel_xx)) / (m * (m - 1))
+    within_y = (kernel_yy.sum() - np.trace(kernel_yy)) / (n * (n - 1))
+    between = polynomial_kernel(x, y).sum() / (m * n)
+    return float(within_x + within_y - 2.0 * between)
+
+
+def kid(
+    features_a: np.ndarray, features_b: np.ndarray, subsets: int, subset_size: int, seed: int = 0
+) -> tuple[float, float, int]:
+    """KID: mean and std of the unbiased MMD² over random subsets, and the subset size used.
+
+    Each subset draws `subset_size` items (fewer when a set is smaller) without replacement from
+    each set (Bińkowski et al. 2018, section 3: subsets bound the cost of the kernel sums).
+    """
+    generator = np.random.default_rng(seed)
+    size = min(subset_size, len(features_a), len(features_b))
+    if size < 2:
+        raise ValueError(f"KID needs at least 2 items per set, got {size}")
+    estimates = [
+        unbiased_mmd2(
+            features_a[np.sort(generator.choice(len(features_a), size, replace=False))],
+            features_b[np.sort(generator.choice(len(features_b), size, replace=False))],
+        )
+        for _ in range(subsets)
+    ]
+    return float(np.mean(estimates)), float(np.std(estimates)), size
+
+
+# ---------------------------------------------------------------- Inception-style score
+
+
+def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) ‖ p(y))) with the evaluator's p(y|x) (Salimans et al. 2016, section 4).
+
+    Computed on `splits` equal parts, as in the paper's code; returns their mean and std.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    splits = max(1, min(splits, len(probabilities)))
+    scores = []
+    for part in np.array_split(probabilities, splits):
+        marginal = part.mean(axis=0, keepdims=True)  # p(y) over this part, (1, K)
+        log_ratio = np.log(np.clip(part, 1e-12, None)) - np.log(np.clip(marginal, 1e-12, None))
+        scores.append(np.exp((part * log_ratio).sum(axis=1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+# ---------------------------------------------------------------- nearest neighbours
+
+
+def _as_tensor(features: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
+
+
+def distance_chunks(rows: np.ndarray, columns: np.ndarray) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Euclidean distances rows × columns, yielded as (row slice, (r, M) block) chunks."""
+    rows_tensor, columns_tensor = _as_tensor(rows), _as_tensor(columns)
+    step = max(1, CHUNK_BYTES // (4 * max(1, len(columns_tensor))))
+    for start in range(0, len(rows_tensor), step):
+        block = slice(start, min(start + step, len(rows_tensor)))
+        yield block, torch.cdist(rows_tensor[block], columns_tensor)
+
+
+def nearest_distances(queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Distance from each query (N, D) to its nearest item of `pool` (M, D): (N,)."""
+    nearest = np.empty(len(queries), dtype=np.float64)
+    for block, distances in distance_chunks(queries, pool):
+        nearest[block] = distances.min(dim=1).values.numpy()
+    return nearest
+
+
+def neighbour_radii(features: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """For each k, the distance from every item to its k-th nearest other item of the set.
+
+    The item itself sits at distance 0 among its neighbours, so the k-th other item is the
+    (k + 1)-th smallest distance (as in both papers' reference code).
+    """
+    if len(features) <= max(ks):
+        raise ValueError(f"need more than {max(ks)} items for k-NN radii, got {len(features)}")
+    radii = {k: np.empty(len(features), dtype=np.float64) for k in ks}
+    for block, distances in distance_chunks(features, features):
+        smallest = distances.topk(max(ks) + 1, dim=1, largest=False).values  # (r, max k + 1)
+        for k in ks:
+            radii[k][block] = smallest[:, k].numpy()
+    return radii
+
+
+@dataclass(frozen=True)
+class Manifold:
+    """Precision/recall (Kynkäänniemi et al. 2019) and density/coverage (Naeem et al. 2020)."""
+
+    precision: float
+    recall: float
+    density: float
+    coverage: float
+
+
+def manifold_metrics(
+    real: np.ndarray, fake: np.ndarray, precision_k: int = 3, density_k: int = 5
+) -> Manifold:
+    """The four k-NN metrics from one pass over the real × fake distances.
+
+    - precision: share of fake items inside some real item's k-NN ball (Kynkäänniemi, eq. 1-2);
+    - recall: share of real items inside some fake item's k-NN ball;
+    - density: (1 / kM) Σ_j Σ_i 1[fake j in real ball i] (Naeem, eq. 3), ≈ 1 for one distribution;
+    - coverage: share of real items whose k-NN ball holds some fake item (Naeem, eq. 4).
+    """
+    real_radii = neighbour_radii(real, (precision_k, density_k))
+    fake_radii = torch.as_tensor(neighbour_radii(fake, (precision_k,))[precision_k])
+    fake_in_real_ball = torch.zeros(len(fake), dtype=torch.bool)
+    density_counts = torch.zeros(len(fake), dtype=torch.float64)
+    real_in_fake_ball = np.empty(len(real), dtype=bool)
+    real_covered = np.empty(len(real), dtype=bool)
+    for block, distances in distance_chunks(real, fake):  # (r, M)
+        precision_radii = torch.as_tensor(real_radii[precision_k][block])[:, None]
+        density_radii = torch.as_tensor(real_radii[density_k][block])[:, None]
+        fake_in_real_ball |= (distances <= precision_radii).any(dim=0)
+        density_counts += (distances <= density_radii).sum(dim=0)
+        real_in_fake_ball[block] = (distances <= fake_radii[None, :]).any(dim=1).numpy()
+        real_covered[block] = (distances.min(dim=1).values <= density_radii[:, 0]).numpy()
+    return Manifold(
+        precision=float(fake_in_real_ball.double().mean()),
+        recall=float(real_in_fake_ball.mean()),
+        density=float(density_counts.sum() / (density_k * len(fake))),
+        coverage=float(real_covered.mean()),
+    )
+
+
+# ---------------------------------------------------------------- memorisation
+
+
+def copy_threshold(heldout: np.ndarray, train: np.ndarray, quantile: float) -> float:
+    """The `quantile` of held-out real items' distances to their nearest training item."""
+    return float(np.quantile(nearest_distances(heldout, train), quantile))
+
+
+def copy_rate(samples: np.ndarray, train: np.ndarray, threshold: float) -> float:
+    """Share of samples closer to their nearest training item than `threshold`.
+
+    Held-out real images fall under the threshold only at the chosen quantile's rate, so a
+    rate well above that quantile means the model reproduces training images.
+    """
+    return float((nearest_distances(samples, train) < threshold).mean())
+
+
+# ---------------------------------------------------------------- classes
+
+
+def class_shares(probabilities: np.ndarray) -> np.ndarray:
+    """Share of items whose most probable class is each class: (K,), summing to 1."""
+    predicted = np.asarray(probabilities).argmax(axis=1)
+    counts = np.bincount(predicted, minlength=probabilities.shape[1]).astype(np.float64)
+    return counts / max(1, len(predicted))
+
+
+def classes_covered(sample_shares: np.ndarray, real_shares: np.ndarray, threshold: float) -> int:
+    """Classes whose sample share reaches `threshold` × their share among real images.
+
+    A relative threshold treats rare and common classes alike; with 10 balanced classes and
+    threshold 0.2, a class needs at least 2 % of the samples.
+    """
+    present = np.asarray(real_shares) > 0
+    return int((np.asarray(sample_shares)[present] >= threshold * real_shares[present]).sum())
+
+
+def class_kl(sample_shares: np.ndarray, real_shares: np.ndarray) -> float:
+    """KL(samples ‖ real) of the class distributions, in nats: 0 when they match.
+
+    This direction stays finite when the samples miss classes (mode collapse to c of K balanced
+    classes gives log(K / c)); the real shares get a tiny floor so a class the real images never
+    show cannot make it infinite.
+    """
+    samples = np.asarray(sample_shares, dtype=np.float64)
+    real = np.clip(np.asarray(real_shares, dtype=np.float64), 1e-6, None)
+    real = real / real.sum()
+    present = samples > 0
+    return float((samples[present] * np.log(samples[present] / real[present])).sum())
+
+
+# ---------------------------------------------------------------- reconstructions
+
+
+def reconstruction_quality(
+    originals: np.ndarray, reconstructions: np.ndarray
+) -> tuple[float, float]:
+    """Mean SSIM and mean PSNR (dB) of reconstructions, images (N, C, H, W) in [0, 1].
+
+    scikit-image per image, with data_range 1 (the images' range, not the dtype's) and the
+    channel axis named, so colour images are compared per channel. PSNR is capped at PSNR_CAP.
+    """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    originals = np.asarray(originals, dtype=np.float64)
+    reconstructions = np.clip(np.asarray(reconstructions, dtype=np.float64), 0.0, 1.0)
+    ssims, psnrs = [], []
+    for original, reconstruction in zip(originals, reconstructions, strict=True):
+        ssims.append(
+            structural_similarity(original, reconstruction, data_range=1.0, channel_axis=0)
+        )
+        if np.array_equal(original, reconstruction):
+            psnrs.append(PSNR_CAP)
+        else:
+            psnr = peak_signal_noise_ratio(original, reconstruction, data_range=1.0)
+            psnrs.append(min(psnr, PSNR_CAP))
+    return float(np.mean(ssims)), float(np.mean(psnrs))
+
+
+# ---------------------------------------------------------------- everything, as one flat dict
+
+
+def class_key(index: int, name: str) -> str:
+    """The flat metrics key of a class's share: class_share_03_dress."""
+    slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+    return f"class_share_{index:02d}_{slug}"
+
+
+def score_samples(
+    samples,
+    reference,
+    heldout,
+    train,
+    params: EvaluateParams,
+    classes: list[str] | tuple[str, ...] = (),
+    sample_labels: np.ndarray | None = None,
+    timings: dict[str, float] | None = None,
+) -> dict:
+    """Every distribution metric of `samples` against the real sets, as one flat dict.
+
+    Each argument is an `aigc.features.Features` (embeddings, probabilities or None): samples
+    are scored against `reference` (FID, KID, manifold and class metrics), and against `train`
+    with `heldout` as the yardstick (copy rate). `sample_labels` (-1 = none), when they name the
+    evaluator's classes, give `label_accuracy`. Every metric carries the sample count it used;
+    metrics that need classes are None when the evaluator has none. `timings` (if given)
+    receives seconds per part.
+    """
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    count, reference_count = len(samples.embeddings), len(reference.embeddings)
+    result: dict = {"samples": count, "reference_samples": reference_count}
+    result["fid"] = fid(samples.embeddings, reference.embeddings)
+    result["fid_samples"] = count
+    lap("fid")
+    kid_mean, kid_std, kid_size = kid(
+        samples.embeddings,
+        reference.embeddings,
+        params.kid_subsets,
+        params.kid_subset_size,
+        params.seed,
+    )
+    result.update(kid_mean=kid_mean, kid_std=kid_std, kid_subset_size=kid_size)
+    result["kid_subsets"] = params.kid_subsets
+    lap("kid")
+    manifold = manifold_metrics(
+        reference.embeddings, samples.embeddings, params.precision_k, params.density_k
+    )
+    result.update(dataclasses.asdict(manifold))
+    result.update(precision_k=params.precision_k, density_k=params.density_k)
+    result["manifold_samples"] = count
+    lap("precision, recall, density, coverage")
+    threshold = copy_threshold(heldout.embeddings, train.embeddings, params.copy_quantile)
+    result["copy_rate"] = copy_rate(samples.embeddings, train.embeddings, threshold)
+    result.update(copy_threshold=threshold, copy_quantile=params.copy_quantile)
+    result.update(copy_samples=count, train_samples=len(train.embeddings))
+    result["heldout_samples"] = len(heldout.embeddings)
+    lap("copy rate")
+
+    classified = samples.probabilities is not None and reference.probabilities is not None
+    result["inception_score_mean"] = result["inception_score_std"] = None
+    result.update(classes_covered=None, class_kl=None, label_accuracy=None)
+    result["num_classes"] = len(classes) if classified else None
+    if classified:
+        mean, std = inception_score(samples.probabilities, params.inception_splits)
+        result.update(inception_score_mean=mean, inception_score_std=std)
+        result["inception_score_splits"] = min(params.inception_splits, count)
+        sample_shares = class_shares(samples.probabilities)
+        real_shares = class_shares(reference.probabilities)
+        result["classes_covered"] = classes_covered(
+            sample_shares, real_shares, params.class_threshold
+        )
+        result["class_threshold"] = params.class_threshold
+        result["class_kl"] = class_kl(sample_shares, real_shares)
+        result["class_samples"] = count
+        for index, name in enumerate(classes):
+            result[class_key(index, name)] = float(sample_shares[index])
+        if sample_labels is not None and (np.asarray(sample_labels) >= 0).any():
+            labelled = np.asarray(sample_labels) >= 0
+            predicted = samples.probabilities[labelled].argmax(axis=1)
+            result["label_accuracy"] = float((predicted == sample_labels[labelled]).mean())
+            result["label_samples"] = int(labelled.sum())
+    lap("inception score, classes")
+    return result
+
+
+@torch.no_grad()
+def reconstruction_metrics(
+    model, images: np.ndarray, labels: np.ndarray | None, count: int, batch_size: int, device
+) -> dict:
+    """SSIM/PSNR of `model.reconstruct` on the first `count` uint8 images (N, C, H, W)."""
+    images = np.array(images[:count])  # a writable copy, in memory
+    conditional = bool(getattr(model.config, "conditional", False)) and labels is not None
+    reconstructions = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(images[start : start + batch_size]).to(device).float() / 255.0
+        batch_labels = None
+        if conditional:
+            batch_labels = torch.from_numpy(np.asarray(labels[start : start + batch_size]))
+            batch_labels = batch_labels.to(device)
+        reconstructions.append(model.reconstruct(batch, batch_labels).float().cpu().numpy())
+    ssim, psnr = reconstruction_quality(images / 255.0, np.concatenate(reconstructions))
+    return {
+        "reconstruction_ssim": ssim,
+        "reconstruction_psnr": psnr,
+        "reconstruction_samples": len(images),
+    }
+
+
+def model_metrics(
+    checkpoint_path: str | Path | None, reference, params: EvaluateParams, device
+) -> dict:
+    """Training time (checkpoint meta) and, for families that encode, reconstruction quality
+    on the `reference` image set; all None without a checkpoint."""
+    result = {"train_seconds": None, "reconstruction_ssim": None, "reconstruction_psnr": None}
+    if checkpoint_path is None:
+        return result
+    from aigc.checkpoint import load_model  # only here: it imports every model family
+
+    model, checkpoint = load_model(checkpoint_path, device)
+    result["train_seconds"] = (checkpoint.get("meta") or {}).get("train_seconds")
+    if getattr(model, "encodes", False):
+        result.update(
+            reconstruction_metrics(
+                model,
+                reference.images,
+                reference.labels,
+                params.reconstruction_samples,
+                params.batch_size,
+                device,
+            )
+        )
+    return result
+
+
+def sampling_metrics(samples_path: str | Path) -> dict:
+    """Sampling speed from the sample stage's `info.json` beside the samples (None if absent)."""
+    info_path = Path(samples_path) / "info.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return {
+        "images_per_second": info.get("images_per_second"),
+        "sampling_seconds": info.get("sampling_seconds"),
+    }
+
+
+def format_table(metrics: dict) -> str:
+    """A two-column text table of a metrics dict (for the terminal)."""
+    width = max(len(key) for key in metrics)
+    lines = []
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        lines.append(f"{key:<{width}}  {'-' if value is None else value}")
+    return "\n".join(lines)

@@ -1,0 +1,239 @@
+"""The evaluator and evaluate stages end to end on tiny synthetic splits, in a temp project:
+what they write, the real row, scoring other tools' files, an unlabelled source, bad params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from conftest import write_params
+from PIL import Image
+from test_features import CLASSES, labelled_images, one_torch_thread  # noqa: F401 (autouse fixture)
+
+from aigc.checkpoint import save_checkpoint
+from aigc.imagesets import ImageSet, save_image_set
+
+OVERRIDES = {
+    "evaluator": {"epochs": 3, "learning_rate": 0.01, "device": "cpu"},
+    "evaluate": {"device": "cpu", "reconstruction_samples": 40},
+}
+
+
+def run_stage(monkeypatch, module: str, *arguments: str) -> None:
+    """Run `python -m stages.MODULE ARGUMENTS` in this process (saves the torch import)."""
+    import importlib
+
+    stage = importlib.import_module(f"stages.{module}")
+    monkeypatch.setattr(sys, "argv", [module, *arguments])
+    stage.main()
+
+
+def make_splits(root, labelled: bool = True, train: int = 1200) -> None:
+    for name, count, seed in (("train", train, 1), ("val", 300, 2), ("test", 300, 3)):
+        images, labels = labelled_images(count, seed=seed)
+        if not labelled:
+            labels = np.full(count, -1, dtype=np.int64)
+        save_image_set(
+            root / "data/split" / name, ImageSet(images, labels, CLASSES if labelled else [])
+        )
+
+
+EVALUATOR_ARGS = (
+    "--train",
+    "data/split/train",
+    "--val",
+    "data/split/val",
+    "--test",
+    "data/split/test",
+    "--out",
+    "models/evaluator.pt",
+    "--metrics",
+    "metrics/evaluator.json",
+)
+
+
+@pytest.fixture(scope="module")
+def trained_tree(tmp_path_factory):
+    """Synthetic splits and an evaluator trained on them by the stage, once for this module."""
+    import os
+
+    root = tmp_path_factory.mktemp("trained")
+    write_params(root, OVERRIDES)
+    make_splits(root)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(root)
+        run_stage(monkeypatch, "evaluator", *EVALUATOR_ARGS, "--params", str(root / "params.yaml"))
+    assert os.path.exists(root / "models/evaluator.pt")
+    return root
+
+
+@pytest.fixture
+def evaluated(project, trained_tree):
+    """A temp project (the working directory) holding the trained tree's splits and evaluator."""
+    write_params(project, OVERRIDES)
+    for folder in ("data", "models", "metrics"):
+        shutil.copytree(trained_tree / folder, project / folder)
+    return project
+
+
+def test_the_evaluator_stage_writes_its_checkpoint_and_accuracy(evaluated):
+    summary = json.loads((evaluated / "metrics/evaluator.json").read_text())
+    assert summary["kind"] == "classifier"
+    assert summary["test_accuracy"] >= 0.9 and summary["val_accuracy"] >= 0.9
+    assert 1 <= summary["epochs"] <= 3 and summary["seconds"] > 0
+    assert (evaluated / "models/evaluator.pt").stat().st_size > 0
+
+
+def test_evaluate_scores_samples_and_the_real_row_in_flat_json(evaluated, monkeypatch, capsys):
+    images, labels = labelled_images(200, seed=7)
+    save_image_set(evaluated / "data/samples/fake", ImageSet(images, labels, CLASSES))
+    (evaluated / "data/samples/fake/info.json").write_text(
+        json.dumps(
+            {
+                "family": "fake",
+                "num_samples": 200,
+                "sampling_seconds": 0.5,
+                "images_per_second": 400.0,
+                "conditional": True,
+            }
+        )
+    )
+    run_stage(
+        monkeypatch,
+        "evaluate",
+        "--samples",
+        "data/samples/fake",
+        "--name",
+        "fake",
+        "--out",
+        "metrics/fake.json",
+    )
+    fake = json.loads((evaluated / "metrics/fake.json").read_text())
+    assert all(not isinstance(value, (dict, list)) for value in fake.values())  # flat keys
+    assert fake["name"] == "fake" and fake["samples"] == fake["fid_samples"] == 200
+    assert fake["images_per_second"] == 400.0 and fake["train_seconds"] is None
+    assert fake["reconstruction_ssim"] is None and fake["classes_covered"] == len(CLASSES)
+    assert fake["label_accuracy"] > 0.9
+    assert "features of samples: 200 images (extracted)" in capsys.readouterr().out
+
+    run_stage(
+        monkeypatch,
+        "evaluate",
+        "--samples",
+        "data/split/val",
+        "--name",
+        "real",
+        "--out",
+        "metrics/real.json",
+    )
+    real = json.loads((evaluated / "metrics/real.json").read_text())
+    output = capsys.readouterr().out
+    assert "features of samples: 300 images (cached)" in output
+    assert "features of train: 1200 images (cached)" in output
+    assert real["copy_rate"] <= 0.02  # held-out images are the copy threshold's own yardstick
+    assert real["fid"] < fake["fid"] * 3 and real["images_per_second"] is None
+
+
+def test_the_short_form_scores_an_npy_or_an_image_folder_and_only_prints(
+    evaluated, monkeypatch, capsys
+):
+    images, _ = labelled_images(120, seed=8)
+    np.save(evaluated / "other.npy", images.transpose(0, 2, 3, 1).astype(np.float32) / 255)
+    run_stage(monkeypatch, "evaluate", "--samples", "other.npy")
+    output = capsys.readouterr().out
+    assert "fid" in output and "coverage" in output and "name" in output
+    assert not (evaluated / "metrics/other.json").exists()
+
+    folder = evaluated / "pngs"
+    folder.mkdir()
+    for index, image in enumerate(images[:60]):  # colour, 24 x 24: conformed to grey 16 x 16
+        picture = Image.fromarray(image[0]).convert("RGB").resize((24, 24))
+        picture.save(folder / f"{index:03d}.png")
+    run_stage(monkeypatch, "evaluate", "--samples", "pngs", "--out", "metrics/pngs.json")
+    scored = json.loads((evaluated / "metrics/pngs.json").read_text())
+    assert scored["name"] == "pngs" and scored["samples"] == 60 and scored["classes_covered"] >= 4
+
+
+def test_evaluate_adds_reconstructions_and_training_time_from_a_checkpoint(evaluated, monkeypatch):
+    from aigc.models import MODELS
+
+    if "vae" not in MODELS:
+        pytest.skip("the vae family is not in this tree")
+    config = MODELS["vae"].Config(image_size=16, channels=1, num_classes=5, latent_dim=4, width=8)
+    model = MODELS["vae"](config)
+    save_checkpoint(
+        evaluated / "models/vae/model.pt",
+        {
+            "family": "vae",
+            "config": dataclasses.asdict(config),
+            "model": model.state_dict(),
+            "meta": {"train_seconds": 12.5, "classes": CLASSES},
+        },
+    )
+    images, labels = labelled_images(100, seed=9)
+    save_image_set(evaluated / "data/samples/vae", ImageSet(images, labels, CLASSES))
+    run_stage(
+        monkeypatch,
+        "evaluate",
+        "--samples",
+        "data/samples/vae",
+        "--name",
+        "vae",
+        "--checkpoint",
+        "models/vae/model.pt",
+        "--out",
+        "metrics/vae.json",
+    )
+    scored = json.loads((evaluated / "metrics/vae.json").read_text())
+    assert scored["train_seconds"] == 12.5 and scored["reconstruction_samples"] == 40
+    assert -1 <= scored["reconstruction_ssim"] < 1 and 0 < scored["reconstruction_psnr"] < 100
+
+
+def test_an_unlabelled_source_gives_null_class_metrics(project, monkeypatch):
+    write_params(project, {**OVERRIDES, "evaluator": {"epochs": 1, "device": "cpu"}})
+    make_splits(project, labelled=False, train=300)
+    run_stage(monkeypatch, "evaluator", *EVALUATOR_ARGS)
+    summary = json.loads((project / "metrics/evaluator.json").read_text())
+    assert summary["kind"] == "autoencoder" and summary["test_accuracy"] is None
+    run_stage(monkeypatch, "evaluate", "--samples", "data/split/val", "--out", "metrics/real.json")
+    real = json.loads((project / "metrics/real.json").read_text())
+    for key in ("inception_score_mean", "classes_covered", "class_kl", "label_accuracy"):
+        assert real[key] is None, key
+    assert real["fid"] >= 0 and real["coverage"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("stage", "section", "key", "value"),
+    [
+        ("evaluator", "evaluator", "width", 0),
+        ("evaluator", "evaluator", "device", "tpu"),
+        ("evaluate", "evaluate", "kid_subsets", -1),
+        ("evaluate", "evaluate", "copy_quantile", 1.5),
+    ],
+)
+def test_bad_params_stop_before_any_work_naming_the_key(
+    project, monkeypatch, capsys, stage, section, key, value
+):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    arguments = EVALUATOR_ARGS if stage == "evaluator" else ("--samples", "nowhere.npy")
+    with pytest.raises(SystemExit) as stopped:  # no data exists: params are read first
+        run_stage(monkeypatch, stage, *arguments)
+    assert stopped.value.code == 2
+    assert f"{section}.{key}" in capsys.readouterr().err
+
+
+def test_an_unknown_key_is_named(project, monkeypatch, capsys):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evaluate"]["kid_subset"] = 10  # a typo of kid_subsets
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit):
+        run_stage(monkeypatch, "evaluate", "--samples", "nowhere.npy")
+    assert "evaluate.kid_subset: unknown key" in capsys.readouterr().err

@@ -1,0 +1,228 @@
+"""The evaluator: it learns synthetic classes, stops early, round-trips through its checkpoint,
+reuses cached features only for identical images, and reads samples in every accepted form.
+
+`labelled_images` (synthetic shape classes) is shared with the other evaluation tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_images
+from PIL import Image
+
+from aigc.checkpoint import CheckpointError, save_checkpoint
+from aigc.features import (
+    EvaluatorParams,
+    cached_features,
+    conform,
+    extract_features,
+    load_evaluator,
+    read_samples,
+    save_evaluator,
+    score_split,
+    train_evaluator,
+)
+from aigc.imagesets import ImageSet, save_image_set
+
+CLASSES = ["square", "ring", "bar", "column", "cross"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread is fastest, and on a busy machine a second one spin-waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def labelled_images(count: int, size: int = 16, seed: int = 0, classes=None):
+    """Synthetic shape classes (uint8 (N, 1, S, S), int64 labels): a square, a ring, a bar, a
+    column or a cross of random place, size and brightness on a faint noisy background."""
+    generator = np.random.default_rng(seed)
+    labels = generator.choice(classes if classes is not None else len(CLASSES), size=count)
+    rows, columns = np.mgrid[0:size, 0:size].astype(np.float32)
+    centre = size / 2 + generator.uniform(-size / 6, size / 6, size=(count, 2))
+    radius = generator.uniform(size / 6, size / 3, size=count)
+    dy = np.abs(rows[None] - centre[:, 0, None, None]) / radius[:, None, None]  # (N, S, S)
+    dx = np.abs(columns[None] - centre[:, 1, None, None]) / radius[:, None, None]
+    distance = np.sqrt(dx**2 + dy**2)
+    masks = np.stack(
+        [
+            (dx < 1) & (dy < 1),  # square
+            (distance > 0.6) & (distance < 1.0),  # ring
+            (dy < 0.35) & (dx < 1.3),  # bar
+            (dx < 0.35) & (dy < 1.3),  # column
+            ((dx < 0.25) | (dy < 0.25)) & (distance < 1.2),  # cross
+        ]
+    )  # (K, N, S, S)
+    shape = masks[labels, np.arange(count)].astype(np.float32)
+    brightness = generator.uniform(140, 255, size=(count, 1, 1))
+    background = random_images(count, 1, size, seed=seed + 1)[:, 0].astype(np.float32) * 0.15
+    images = background + shape * brightness + generator.normal(0, 6, shape.shape)
+    return np.clip(images, 0, 255).astype(np.uint8)[:, None], labels.astype(np.int64)
+
+
+def image_set(count: int, seed: int, labelled: bool = True) -> ImageSet:
+    images, labels = labelled_images(count, seed=seed)
+    if not labelled:
+        return ImageSet(images, np.full(count, -1, dtype=np.int64), [])
+    return ImageSet(images, labels, list(CLASSES))
+
+
+TINY = EvaluatorParams(
+    epochs=4,
+    patience=2,
+    batch_size=64,
+    learning_rate=0.01,
+    width=8,
+    embedding_dim=16,
+    dropout=0.1,
+    hflip=0.0,
+    device="cpu",
+    seed=0,
+)
+
+
+@functools.cache
+def trained_evaluator():
+    """A tiny classifier evaluator trained on synthetic classes, once per session (seconds);
+    the metrics tests measure with it too."""
+    train = image_set(2000, 10)
+    return train, *train_evaluator(train, image_set(400, 11), TINY, log=lambda _: None)
+
+
+@pytest.fixture
+def trained():
+    _, model, summary = trained_evaluator()
+    return model, summary
+
+
+def test_the_classifier_learns_the_classes_and_keeps_its_best_epoch(trained):
+    model, summary = trained
+    assert summary["kind"] == "classifier"
+    assert score_split(model, image_set(500, 3))["accuracy"] >= 0.9
+    assert 1 <= summary["best_epoch"] <= summary["epochs"] <= TINY.epochs
+    assert summary["val_accuracy"] == pytest.approx(
+        score_split(model, image_set(300, 2))["accuracy"]
+    )
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement():
+    # Labels shuffled independently of the images: val accuracy cannot keep improving.
+    train, val = image_set(400, 1), image_set(200, 2)
+    train.labels = np.random.default_rng(0).permutation(train.labels)
+    params = dataclasses.replace(TINY, epochs=30, patience=1, learning_rate=1e-5)
+    _, summary = train_evaluator(train, val, params, log=lambda _: None)
+    assert summary["epochs"] < 30
+    assert summary["epochs"] - summary["best_epoch"] == 1
+
+
+def test_an_unlabelled_source_gets_an_autoencoder_without_probabilities():
+    model, summary = train_evaluator(
+        image_set(600, 1, labelled=False),
+        image_set(200, 2, labelled=False),
+        dataclasses.replace(TINY, epochs=2),
+        log=lambda _: None,
+    )
+    assert summary["kind"] == "autoencoder" and "val_loss" in summary
+    features = extract_features(model, image_set(50, 3).images)
+    assert features.embeddings.shape == (50, TINY.embedding_dim)
+    assert features.probabilities is None
+
+
+def test_features_are_deterministic_and_probabilities_sum_to_one(trained):
+    model, _ = trained
+    images = image_set(130, 4).images
+    first = extract_features(model, images, batch_size=64)
+    second = extract_features(model, images, batch_size=130)
+    assert first.embeddings.dtype == np.float32 and first.embeddings.shape == (130, 16)
+    np.testing.assert_allclose(first.embeddings, second.embeddings, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(first.probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_checkpoint_round_trip_and_the_feature_cache(trained, tmp_path):
+    model, summary = trained
+    images = image_set(80, 5).images
+    features = extract_features(model, images)
+    path = tmp_path / "evaluator.pt"
+    save_evaluator(path, model, summary, features={"test": (images, features)})
+    loaded, checkpoint = load_evaluator(path)
+    assert loaded.config == model.config
+    assert checkpoint["meta"]["kind"] == "classifier"
+
+    cached, hit = cached_features(loaded, checkpoint, images)
+    assert hit
+    np.testing.assert_array_equal(cached.embeddings, features.embeddings)
+    changed = images.copy()
+    changed[0, 0, 0, 0] ^= 1  # one pixel differs: the cache must not answer
+    fresh, hit = cached_features(loaded, checkpoint, changed)
+    assert not hit
+    np.testing.assert_allclose(fresh.embeddings[1:], features.embeddings[1:], rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_checkpoint_is_not_taken_for_the_evaluator(tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, {"family": "dcgan", "config": {}, "model": {}})
+    with pytest.raises(CheckpointError, match="not the evaluator"):
+        load_evaluator(path)
+
+
+def test_read_samples_accepts_image_sets_npy_layouts_and_image_folders(tmp_path):
+    images = random_images(6, channels=3, size=16)  # uint8 (N, C, H, W)
+    save_image_set(tmp_path / "set", ImageSet(images, np.arange(6) % 2, ["a", "b"]))
+    loaded = read_samples(tmp_path / "set")
+    np.testing.assert_array_equal(loaded.images, images)
+    assert list(loaded.labels) == [0, 1, 0, 1, 0, 1] and loaded.classes == ["a", "b"]
+
+    layouts = {
+        "nchw_uint8": images,
+        "nhwc_uint8": images.transpose(0, 2, 3, 1),
+        "nchw_float": images.astype(np.float32) / 255.0,
+        "nhwc_float": images.transpose(0, 2, 3, 1).astype(np.float64) / 255.0,
+    }
+    for name, array in layouts.items():
+        np.save(tmp_path / f"{name}.npy", array)
+        np.testing.assert_array_equal(read_samples(tmp_path / f"{name}.npy").images, images)
+    np.save(tmp_path / "nhw.npy", images[:, 0])
+    np.testing.assert_array_equal(read_samples(tmp_path / "nhw.npy").images, images[:, :1])
+    assert (read_samples(tmp_path / "nhw.npy").labels == -1).all()
+
+    np.save(tmp_path / "bad.npy", images.astype(np.float32))  # floats in [0, 255], not [0, 1]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        read_samples(tmp_path / "bad.npy")
+
+    folder = tmp_path / "pngs" / "nested"
+    folder.mkdir(parents=True)
+    for index, image in enumerate(images):
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{index}.png")
+    np.testing.assert_array_equal(read_samples(tmp_path / "pngs").images, images)
+
+
+def test_conform_converts_channels_and_size():
+    colour = random_images(4, channels=3, size=32)
+    grey = conform(colour, channels=1, size=16)
+    assert grey.shape == (4, 1, 16, 16) and grey.dtype == np.uint8
+    expected = Image.fromarray(colour[0].transpose(1, 2, 0)).convert("L")
+    same_size = conform(colour, channels=1, size=32)
+    assert np.abs(same_size[0, 0].astype(int) - np.asarray(expected, dtype=int)).max() <= 1
+    assert conform(grey, channels=3, size=16).shape == (4, 3, 16, 16)
+    flat = np.full((2, 1, 20, 12), 77, dtype=np.uint8)  # not square: centre-cropped, resized
+    assert (conform(flat, channels=1, size=16) == 77).all()
+    assert conform(grey, 1, 16) is grey or np.shares_memory(conform(grey, 1, 16), grey)
+
+
+def test_evaluator_runs_on_cuda_when_present(trained):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model, _ = trained
+    images = image_set(64, 6).images
+    on_cpu = extract_features(model, images)
+    on_gpu = extract_features(model.to("cuda"), images, device="cuda")
+    model.to("cpu")
+    np.testing.assert_allclose(on_gpu.embeddings, on_cpu.embeddings, rtol=1e-2, atol=1e-2)

@@ -219,15 +219,18 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     clip: bool = True,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) over `steps` of the T steps:
 
         x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z,
         sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)   (eq. 16).
 
-    eta = 0 is deterministic; eta = 1 with steps == T is DDPM with variance beta~_t.
+    eta = 0 is deterministic; eta = 1 with steps == T is DDPM with variance beta~_t. `start`
+    is x_T when given (else drawn from `generator`): with eta = 0 the sampler is then a fixed
+    map from noise to image, which latent interpolation walks along.
     """
-    x = _noise(shape, generator, device)
+    x = _noise(shape, generator, device) if start is None else start.to(device)
     sequence = ddim_timesteps(schedule.timesteps, steps)
     for index, step in enumerate(sequence):
         t = torch.full((shape[0],), step, dtype=torch.long, device=x.device)

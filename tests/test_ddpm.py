@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -13,6 +14,7 @@ from aigc.checkpoint import config_dict, load_model, save_checkpoint
 from aigc.models import MODELS
 from aigc.models.ddpm import DDPM, Config
 from aigc.params import ParamsError, from_dict
+from aigc.sampling import interpolation
 
 LOOP_KEYS = ("epochs", "steps", "batch_size", "ema_decay")
 DATA = {"image_size": 16, "channels": 1, "num_classes": 3}
@@ -204,3 +206,18 @@ def test_config_is_frozen_and_keeps_tuples():
     assert config.channel_multipliers == (1, 2) and config.attention_resolutions == (8,)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.width = 4  # type: ignore[misc]
+
+
+def test_decode_is_the_deterministic_sampler_so_interpolation_walks_noise_space():
+    torch.manual_seed(0)
+    model = DDPM(tiny_config()).eval()
+    perturb_zero_layers(model)
+    model.configure_sampling(sampler="ddim", steps=5, eta=0.0)
+    noise = torch.randn(3, *model.latent_shape, generator=torch.Generator().manual_seed(4))
+    sampled = model.sample(3, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(model.decode(noise), sampled)
+    strip = interpolation(model, rows=2, steps=4, seed=1)
+    assert strip.shape == (8, 1, 16, 16) and strip.dtype == np.uint8
+    # Neighbouring images along a row are closer than the two ends of it.
+    row = strip[:4].astype(float)
+    assert np.abs(row[1] - row[0]).mean() < np.abs(row[3] - row[0]).mean()

@@ -209,5 +209,26 @@ class DDPM(GenerativeModel):
             )
         return ((x0.float() + 1) / 2).clamp(0, 1)
 
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """x_T, the noise the sampler starts from."""
+        return (self.config.channels, self.config.image_size, self.config.image_size)
+
+    @torch.no_grad()
+    def decode(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images from given x_T by deterministic DDIM (eta = 0, the configured steps), so that
+        nearby noise gives nearby images whichever sampler `sample` uses."""
+        labels = sampling_labels(self.config, len(noise), labels, self.device)
+        x0 = ddim_sample(
+            self.schedule,
+            self.denoiser(labels),
+            tuple(noise.shape),
+            self.steps if self.sampler == "ddim" else min(25, self.config.timesteps),
+            eta=0.0,
+            device=self.device,
+            start=noise,
+        )
+        return ((x0.float() + 1) / 2).clamp(0, 1)
+
 
 MODEL = DDPM

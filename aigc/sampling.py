@@ -56,12 +56,17 @@ def is_conditional(model) -> bool:
 
 @torch.no_grad()
 def generate(
-    model, num_samples: int, batch_size: int, seed: int
+    model, num_samples: int, batch_size: int, seed: int, classes: list[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(images uint8 (N, C, H, W), labels int64 (N,) with -1 = none, seconds taken)."""
+    """(images uint8 (N, C, H, W), labels int64 (N,) with -1 = none, seconds taken).
+
+    A conditional model samples `classes` in turn (default: every class, balanced)."""
     generator = torch.Generator().manual_seed(seed)
     conditional = is_conditional(model)
-    labels = default_labels(num_samples, model.config.num_classes) if conditional else None
+    labels = None
+    if conditional:
+        wanted = torch.tensor(classes) if classes else torch.arange(model.config.num_classes)
+        labels = wanted[default_labels(num_samples, len(wanted))]
     chunks = []
     started = time.perf_counter()
     for start in range(0, num_samples, batch_size):

@@ -12,10 +12,11 @@ Writes --out: an image set (images.npy uint8, labels.npy: the requested labels w
     python -m stages.sample --checkpoint models/dcgan/model.pt --test data/split/test \\
         --out data/samples/dcgan --reports reports/samples/dcgan [--params params.yaml]
 
-Outside DVC, an --out ending in .png writes one grid of --num-samples images and nothing else:
+Outside DVC, an --out ending in .png writes one grid of --num-samples images and nothing else;
+a conditional model can be asked for some classes (names or indices, comma-separated):
 
     python -m stages.sample --checkpoint models/dcgan/model.pt --num-samples 64 --seed 1 \\
-        --out grid.png
+        --out grid.png [--classes sneaker,bag]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--reports", help="folder for grid/interpolation/classes/reconstructions")
     parser.add_argument("--test", help="test image set, for reconstructions")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--classes", help="conditional models: classes to sample, e.g. 0,3 or bag")
     for field in dataclasses.fields(sampling.SampleParams):  # --num-samples etc. override params
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(
@@ -71,15 +73,16 @@ def main() -> None:
     with exit_on_bad_params():  # a diffusion model checks steps against its own timesteps
         model.configure_sampling(params.sampler, params.steps, params.eta, params.guidance_scale)
 
+    family = checkpoint["family"]
+    classes = list(checkpoint.get("meta", {}).get("classes", []))
+    wanted = class_indices(args.classes, classes, model) if args.classes else None
     images, labels, seconds = sampling.generate(
-        model, params.num_samples, params.batch_size, params.seed
+        model, params.num_samples, params.batch_size, params.seed, wanted
     )
     if grid_only:
         save_grid(args.out, images)
         return
 
-    family = checkpoint["family"]
-    classes = list(checkpoint.get("meta", {}).get("classes", []))
     save_image_set(args.out, ImageSet(images, labels, classes))
     write_json(
         Path(args.out) / "info.json",
@@ -108,6 +111,23 @@ def main() -> None:
         f"{family}: {params.num_samples} samples in {seconds:.1f} s "
         f"({params.num_samples / seconds:.0f} images/s) -> {args.out}"
     )
+
+
+def class_indices(text: str, classes: list[str], model) -> list[int]:
+    """`--classes` as indices into the model's classes; exits with one line when it cannot be."""
+    if not sampling.is_conditional(model):
+        raise SystemExit("error: --classes needs a conditional model (train.<family>.conditional)")
+    count = model.config.num_classes
+    indices = []
+    for name in (part.strip() for part in text.split(",")):
+        if name in classes:
+            indices.append(classes.index(name))
+        elif name.isdigit() and int(name) < count:
+            indices.append(int(name))
+        else:
+            allowed = ", ".join(classes) if classes else f"0 to {count - 1}"
+            raise SystemExit(f"error: --classes: {name!r} is not a class; allowed: {allowed}")
+    return indices
 
 
 if __name__ == "__main__":

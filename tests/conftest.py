@@ -7,12 +7,17 @@ seconds on CPU; `project` is a temp folder holding the pipeline files and those 
 from __future__ import annotations
 
 import copy
+import functools
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
+
+from aigc.features import EvaluatorParams, train_evaluator
+from aigc.imagesets import ImageSet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,3 +110,72 @@ def random_images(count: int, channels: int = 1, size: int = 16, seed: int = 0) 
     coarse = generator.integers(0, 256, size=(count, channels, 4, 4)).astype(np.float32)
     fine = np.repeat(np.repeat(coarse, size // 4, axis=2), size // 4, axis=3)
     return np.clip(fine + generator.normal(0, 8, fine.shape), 0, 255).astype(np.uint8)
+
+
+# The synthetic shape classes of `labelled_images`, shared by the evaluation tests.
+CLASSES = ["square", "ring", "bar", "column", "cross"]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread is fastest, and on a busy machine a second one spin-waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def labelled_images(count: int, size: int = 16, seed: int = 0, classes=None):
+    """Synthetic shape classes (uint8 (N, 1, S, S), int64 labels): a square, a ring, a bar, a
+    column or a cross of random place, size and brightness on a faint noisy background."""
+    generator = np.random.default_rng(seed)
+    labels = generator.choice(classes if classes is not None else len(CLASSES), size=count)
+    rows, columns = np.mgrid[0:size, 0:size].astype(np.float32)
+    centre = size / 2 + generator.uniform(-size / 6, size / 6, size=(count, 2))
+    radius = generator.uniform(size / 6, size / 3, size=count)
+    dy = np.abs(rows[None] - centre[:, 0, None, None]) / radius[:, None, None]  # (N, S, S)
+    dx = np.abs(columns[None] - centre[:, 1, None, None]) / radius[:, None, None]
+    distance = np.sqrt(dx**2 + dy**2)
+    masks = np.stack(
+        [
+            (dx < 1) & (dy < 1),  # square
+            (distance > 0.6) & (distance < 1.0),  # ring
+            (dy < 0.35) & (dx < 1.3),  # bar
+            (dx < 0.35) & (dy < 1.3),  # column
+            ((dx < 0.25) | (dy < 0.25)) & (distance < 1.2),  # cross
+        ]
+    )  # (K, N, S, S)
+    shape = masks[labels, np.arange(count)].astype(np.float32)
+    brightness = generator.uniform(140, 255, size=(count, 1, 1))
+    background = random_images(count, 1, size, seed=seed + 1)[:, 0].astype(np.float32) * 0.15
+    images = background + shape * brightness + generator.normal(0, 6, shape.shape)
+    return np.clip(images, 0, 255).astype(np.uint8)[:, None], labels.astype(np.int64)
+
+
+def image_set(count: int, seed: int, labelled: bool = True) -> ImageSet:
+    images, labels = labelled_images(count, seed=seed)
+    if not labelled:
+        return ImageSet(images, np.full(count, -1, dtype=np.int64), [])
+    return ImageSet(images, labels, list(CLASSES))
+
+
+TINY_EVALUATOR = EvaluatorParams(
+    epochs=4,
+    patience=2,
+    batch_size=64,
+    learning_rate=0.01,
+    width=8,
+    embedding_dim=16,
+    dropout=0.1,
+    hflip=0.0,
+    device="cpu",
+    seed=0,
+)
+
+
+@functools.cache
+def trained_evaluator():
+    """A tiny classifier evaluator trained on synthetic classes, once per session (seconds);
+    the metrics tests measure with it too."""
+    train = image_set(2000, 10)
+    return train, *train_evaluator(train, image_set(400, 11), TINY_EVALUATOR, log=lambda _: None)

@@ -12,12 +12,13 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import write_params
+from conftest import CLASSES, labelled_images, write_params
 from PIL import Image
-from test_features import CLASSES, labelled_images, one_torch_thread  # noqa: F401 (autouse fixture)
 
 from aigc.checkpoint import save_checkpoint
 from aigc.imagesets import ImageSet, save_image_set
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 OVERRIDES = {
     "evaluator": {"epochs": 3, "learning_rate": 0.01, "device": "cpu"},

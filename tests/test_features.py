@@ -1,23 +1,18 @@
 """The evaluator: it learns synthetic classes, stops early, round-trips through its checkpoint,
-reuses cached features only for identical images, and reads samples in every accepted form.
-
-`labelled_images` (synthetic shape classes) is shared with the other evaluation tests.
-"""
+reuses cached features only for identical images, and reads samples in every accepted form."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 import pytest
 import torch
-from conftest import random_images
+from conftest import TINY_EVALUATOR, image_set, random_images, trained_evaluator
 from PIL import Image
 
 from aigc.checkpoint import CheckpointError, save_checkpoint
 from aigc.features import (
-    EvaluatorParams,
     cached_features,
     conform,
     extract_features,
@@ -29,72 +24,7 @@ from aigc.features import (
 )
 from aigc.imagesets import ImageSet, save_image_set
 
-CLASSES = ["square", "ring", "bar", "column", "cross"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one thread is fastest, and on a busy machine a second one spin-waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def labelled_images(count: int, size: int = 16, seed: int = 0, classes=None):
-    """Synthetic shape classes (uint8 (N, 1, S, S), int64 labels): a square, a ring, a bar, a
-    column or a cross of random place, size and brightness on a faint noisy background."""
-    generator = np.random.default_rng(seed)
-    labels = generator.choice(classes if classes is not None else len(CLASSES), size=count)
-    rows, columns = np.mgrid[0:size, 0:size].astype(np.float32)
-    centre = size / 2 + generator.uniform(-size / 6, size / 6, size=(count, 2))
-    radius = generator.uniform(size / 6, size / 3, size=count)
-    dy = np.abs(rows[None] - centre[:, 0, None, None]) / radius[:, None, None]  # (N, S, S)
-    dx = np.abs(columns[None] - centre[:, 1, None, None]) / radius[:, None, None]
-    distance = np.sqrt(dx**2 + dy**2)
-    masks = np.stack(
-        [
-            (dx < 1) & (dy < 1),  # square
-            (distance > 0.6) & (distance < 1.0),  # ring
-            (dy < 0.35) & (dx < 1.3),  # bar
-            (dx < 0.35) & (dy < 1.3),  # column
-            ((dx < 0.25) | (dy < 0.25)) & (distance < 1.2),  # cross
-        ]
-    )  # (K, N, S, S)
-    shape = masks[labels, np.arange(count)].astype(np.float32)
-    brightness = generator.uniform(140, 255, size=(count, 1, 1))
-    background = random_images(count, 1, size, seed=seed + 1)[:, 0].astype(np.float32) * 0.15
-    images = background + shape * brightness + generator.normal(0, 6, shape.shape)
-    return np.clip(images, 0, 255).astype(np.uint8)[:, None], labels.astype(np.int64)
-
-
-def image_set(count: int, seed: int, labelled: bool = True) -> ImageSet:
-    images, labels = labelled_images(count, seed=seed)
-    if not labelled:
-        return ImageSet(images, np.full(count, -1, dtype=np.int64), [])
-    return ImageSet(images, labels, list(CLASSES))
-
-
-TINY = EvaluatorParams(
-    epochs=4,
-    patience=2,
-    batch_size=64,
-    learning_rate=0.01,
-    width=8,
-    embedding_dim=16,
-    dropout=0.1,
-    hflip=0.0,
-    device="cpu",
-    seed=0,
-)
-
-
-@functools.cache
-def trained_evaluator():
-    """A tiny classifier evaluator trained on synthetic classes, once per session (seconds);
-    the metrics tests measure with it too."""
-    train = image_set(2000, 10)
-    return train, *train_evaluator(train, image_set(400, 11), TINY, log=lambda _: None)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
@@ -107,7 +37,7 @@ def test_the_classifier_learns_the_classes_and_keeps_its_best_epoch(trained):
     model, summary = trained
     assert summary["kind"] == "classifier"
     assert score_split(model, image_set(500, 3))["accuracy"] >= 0.9
-    assert 1 <= summary["best_epoch"] <= summary["epochs"] <= TINY.epochs
+    assert 1 <= summary["best_epoch"] <= summary["epochs"] <= TINY_EVALUATOR.epochs
     assert summary["val_accuracy"] == pytest.approx(
         score_split(model, image_set(300, 2))["accuracy"]
     )
@@ -117,7 +47,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     # Labels shuffled independently of the images: val accuracy cannot keep improving.
     train, val = image_set(400, 1), image_set(200, 2)
     train.labels = np.random.default_rng(0).permutation(train.labels)
-    params = dataclasses.replace(TINY, epochs=30, patience=1, learning_rate=1e-5)
+    params = dataclasses.replace(TINY_EVALUATOR, epochs=30, patience=1, learning_rate=1e-5)
     _, summary = train_evaluator(train, val, params, log=lambda _: None)
     assert summary["epochs"] < 30
     assert summary["epochs"] - summary["best_epoch"] == 1
@@ -127,12 +57,12 @@ def test_an_unlabelled_source_gets_an_autoencoder_without_probabilities():
     model, summary = train_evaluator(
         image_set(600, 1, labelled=False),
         image_set(200, 2, labelled=False),
-        dataclasses.replace(TINY, epochs=2),
+        dataclasses.replace(TINY_EVALUATOR, epochs=2),
         log=lambda _: None,
     )
     assert summary["kind"] == "autoencoder" and "val_loss" in summary
     features = extract_features(model, image_set(50, 3).images)
-    assert features.embeddings.shape == (50, TINY.embedding_dim)
+    assert features.embeddings.shape == (50, TINY_EVALUATOR.embedding_dim)
     assert features.probabilities is None
 
 

@@ -11,8 +11,8 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.linalg
+from conftest import CLASSES, labelled_images, trained_evaluator
 from scipy.ndimage import gaussian_filter
-from test_features import CLASSES, labelled_images, one_torch_thread, trained_evaluator  # noqa: F401 (autouse fixture)
 
 from aigc import metrics
 from aigc.features import extract_features
@@ -32,6 +32,8 @@ from aigc.metrics import (
     reconstruction_quality,
     score_samples,
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PARAMS = EvaluateParams(
     batch_size=256,

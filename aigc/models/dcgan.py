@@ -19,14 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aigc.models.base import GenerativeModel
+from aigc.models.base import NoiseGAN
 from aigc.models.layers import (
     GAN_LOSSES,
     ClassProjection,
     SelfAttention2d,
-    adversarial_step,
     init_dcgan_weights,
-    sampling_labels,
     with_spectral_norm,
 )
 from aigc.params import ParamsError, spec
@@ -143,41 +141,12 @@ class Discriminator(nn.Module):
         return logits
 
 
-class DCGAN(GenerativeModel):
+class DCGAN(NoiseGAN):
     Config = Config
 
     def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.net_g = Generator(config)
-        self.net_d = Discriminator(config)
+        super().__init__(config, Generator(config), Discriminator(config))
         self.apply(init_dcgan_weights)
-        betas = (config.beta1, config.beta2)
-        self.optimizers = {
-            "generator": torch.optim.Adam(self.net_g.parameters(), config.learning_rate, betas),
-            "discriminator": torch.optim.Adam(self.net_d.parameters(), config.learning_rate, betas),
-        }
-
-    @property
-    def generator(self) -> nn.Module:
-        return self.net_g
-
-    @property
-    def latent_shape(self) -> tuple[int, ...]:
-        return (self.config.latent_dim,)
-
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        return adversarial_step(self, images, labels)
-
-    @torch.no_grad()
-    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
-        noise = torch.randn(n, *self.latent_shape, generator=generator).to(self.device)
-        return self.decode(noise, labels)
-
-    @torch.no_grad()
-    def decode(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from noise vectors (B, latent_dim)."""
-        labels = sampling_labels(self.config, len(noise), labels, self.device)
-        return (self.net_g(noise.to(self.device), labels).float() + 1) / 2
 
 
 MODEL = DCGAN

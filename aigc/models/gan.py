@@ -15,12 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aigc.models.base import GenerativeModel
+from aigc.models.base import NoiseGAN
 from aigc.models.layers import (
     GAN_LOSSES,
     ClassProjection,
-    adversarial_step,
-    sampling_labels,
 )
 from aigc.params import ParamsError, spec
 
@@ -112,41 +110,13 @@ class Discriminator(nn.Module):
         return logits
 
 
-class GAN(GenerativeModel):
+class GAN(NoiseGAN):
     Config = Config
 
     def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.net_g = Generator(config)
-        self.net_d = Discriminator(config)  # PyTorch's default init: N(0, 0.02) (DCGAN's) makes
-        # an MLP generator map every z to nearly the same image, so it collapses at once
-        betas = (config.beta1, config.beta2)
-        self.optimizers = {
-            "generator": torch.optim.Adam(self.net_g.parameters(), config.learning_rate, betas),
-            "discriminator": torch.optim.Adam(self.net_d.parameters(), config.learning_rate, betas),
-        }
-
-    @property
-    def generator(self) -> nn.Module:
-        return self.net_g
-
-    @property
-    def latent_shape(self) -> tuple[int, ...]:
-        return (self.config.latent_dim,)
-
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        return adversarial_step(self, images, labels)
-
-    @torch.no_grad()
-    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
-        noise = torch.randn(n, *self.latent_shape, generator=generator).to(self.device)
-        return self.decode(noise, labels)
-
-    @torch.no_grad()
-    def decode(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from noise vectors (B, latent_dim)."""
-        labels = sampling_labels(self.config, len(noise), labels, self.device)
-        return (self.net_g(noise.to(self.device), labels).float() + 1) / 2
+        # PyTorch's default init: N(0, 0.02) (DCGAN's) makes an MLP generator map every z to
+        # nearly the same image, so it collapses at once.
+        super().__init__(config, Generator(config), Discriminator(config))
 
 
 MODEL = GAN

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc.models.base import GenerativeModel
-from aigc.models.layers import check_labels, one_hot_maps, sampling_labels
+from aigc.models.base import VariationalAutoencoder
+from aigc.models.layers import check_labels
 from aigc.params import ParamsError, spec
 
 
@@ -114,9 +114,8 @@ class Decoder(nn.Module):
         return self.net(self.head(z).view(-1, first, 4, 4))  # logits (B, C, H, W)
 
 
-class VAE(GenerativeModel):
+class VAE(VariationalAutoencoder):
     Config = Config
-    encodes = True
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -125,18 +124,6 @@ class VAE(GenerativeModel):
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # for the warm-up
         betas = (config.beta1, config.beta2)
         self.optimizers = {"vae": torch.optim.Adam(self.parameters(), config.learning_rate, betas)}
-
-    @property
-    def generator(self) -> nn.Module:
-        return self.decoder
-
-    @property
-    def latent_dim(self) -> int:
-        return self.config.latent_dim
-
-    @property
-    def latent_shape(self) -> tuple[int, ...]:
-        return (self.config.latent_dim,)
 
     def kl_weight(self) -> float:
         """beta_t = beta * min(1, t / warmup_steps) (linear KL warm-up)."""
@@ -170,41 +157,6 @@ class VAE(GenerativeModel):
         optimizer.step()
         self.steps_done += 1
         return {"loss": loss.item(), "reconstruction": reconstruction.item(), "kl": kl.item()}
-
-    @torch.no_grad()
-    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
-        z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
-        return self.decode(z, labels)
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The posterior means mu (B, latent_dim) of images in [0, 1]."""
-        labels = sampling_labels(self.config, len(images), labels, self.device)
-        mu, _ = self.encoder(self._encoder_input(images.to(self.device), labels))
-        return mu
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from latents z (B, latent_dim)."""
-        labels = sampling_labels(self.config, len(z), labels, self.device)
-        logits = self.decoder(self._decoder_input(z.to(self.device), labels))
-        return torch.sigmoid(logits.float())
-
-    @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decode(self.encode(images, labels), labels)
-
-    def _encoder_input(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        if labels is None:
-            return images
-        size = self.config.image_size
-        maps = one_hot_maps(labels, self.config.num_classes, size, size).to(images.dtype)
-        return torch.cat([images, maps], dim=1)  # (B, C + K, H, W)
-
-    def _decoder_input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        if labels is None:
-            return z
-        return torch.cat([z, F.one_hot(labels, self.config.num_classes).to(z.dtype)], dim=1)
 
 
 MODEL = VAE

@@ -145,10 +145,13 @@ def evaluator_line(evaluator: dict | None) -> str:
 
 
 def read_curves(log_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
-    """dvclive TSVs under LOG/plots/metrics: {"train/d_loss": (steps, values)}."""
+    """dvclive TSVs under LOG/plots/metrics: {"train/d_loss": (steps, values)}; the epoch
+    counter the training loop also logs is not a curve worth drawing."""
     curves = {}
     root = log_dir / "plots" / "metrics"
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        if path.stem == "epoch":
+            continue
         steps, values = [], []
         with path.open(newline="") as handle:
             reader = csv.reader(handle, delimiter="\t")

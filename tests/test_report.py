@@ -71,7 +71,8 @@ def write_fake_tree(root) -> None:
     save_grid(root / "reports/samples/gan/grid.png", random_images(16, size=16, seed=1))
     save_grid(root / "reports/samples/gan/interpolation.png", random_images(8, size=16, seed=2))
     save_grid(root / "reports/samples/dcgan/grid.png", random_images(16, 3, size=16, seed=3))
-    for name, values in (("train/d_loss", [1.2, 0.9, 0.7]), ("g_loss", [2.0, 1.5, 1.4])):
+    curves = (("train/d_loss", [1.2, 0.9, 0.7]), ("g_loss", [2.0, 1.5, 1.4]), ("epoch", [0, 0, 1]))
+    for name, values in curves:
         path = root / "logs/gan/plots/metrics" / f"{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = "".join(f"{step}\t{value}\n" for step, value in enumerate(values))

@@ -357,6 +357,8 @@ def read_samples(path: str | Path) -> ImageSet:
     image set, else all -1.
     """
     path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
     if path.is_dir() and (path / "images.npy").is_file():
         images = read_npy(path / "images.npy")
         labels_path, classes_path = path / "labels.npy", path / "classes.json"

@@ -15,9 +15,11 @@ sampling speed. Prints the table; writes it as flat JSON to `--out` when given.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
+from aigc.checkpoint import CheckpointError
 from aigc.features import cached_features, conform, load_evaluator, read_samples, resolve_device
 from aigc.files import write_json
 from aigc.imagesets import load_image_set
@@ -49,9 +51,13 @@ def main() -> None:
 
     started = time.perf_counter()
     device = resolve_device(params.device)
-    evaluator, evaluator_checkpoint = load_evaluator(args.evaluator, device)
+    try:
+        evaluator, evaluator_checkpoint = load_evaluator(args.evaluator, device)
+        samples = read_samples(args.samples)
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     channels, size = evaluator.config.channels, evaluator.config.image_size
-    samples = read_samples(args.samples)
     reference = load_image_set(args.reference)
     images = {
         "samples": samples.images,

@@ -81,6 +81,7 @@ def main() -> None:
     )
     if grid_only:
         save_grid(args.out, images)
+        print(f"{checkpoint['family']}: {params.num_samples} samples in a grid -> {args.out}")
         return
 
     save_image_set(args.out, ImageSet(images, labels, classes))

@@ -161,6 +161,21 @@ def test_the_short_form_scores_an_npy_or_an_image_folder_and_only_prints(
     assert scored["name"] == "pngs" and scored["samples"] == 60 and scored["classes_covered"] >= 4
 
 
+def test_missing_or_unreadable_samples_and_evaluator_give_one_line(evaluated, monkeypatch, capsys):
+    (evaluated / "notes.txt").write_text("not images")
+    cases = [
+        (["--samples", "missing.npy"], "missing.npy: no such file or folder"),
+        (["--samples", "notes.txt"], "notes.txt: not an image set, an .npy file or a folder"),
+        (["--samples", "data/split/val", "--evaluator", "notes.txt"], "notes.txt"),
+    ]
+    for arguments, message in cases:
+        with pytest.raises(SystemExit) as stop:
+            run_stage(monkeypatch, "evaluate", *arguments)
+        assert stop.value.code == 1
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and message in error and len(error.splitlines()) == 1
+
+
 def test_evaluate_adds_reconstructions_and_training_time_from_a_checkpoint(evaluated, monkeypatch):
     from aigc.models import MODELS
 

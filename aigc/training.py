@@ -17,7 +17,12 @@ done. Around that one call it keeps:
   step, save a checkpoint and raise `TrainingStopped`; after a SIGKILL the next run resumes from
   the last periodic checkpoint. On CPU a resumed run ends with the same weights as one that was
   never stopped (the torch RNG state travels in the checkpoint);
-- a NaN or Inf loss raises `TrainingError` naming the loss and step; nothing is written to `out`.
+- a NaN or Inf loss raises `TrainingError` naming the loss and step; nothing is written to `out`;
+- data parallel under `torchrun --nproc_per_node N -m stages.train ...`: every process holds the
+  whole model and takes 1/N of each batch; gradients are averaged across processes as each one
+  is accumulated (so a family's own optimizers step on the same gradients everywhere), over
+  NCCL on CUDA (one GPU per process) or gloo on CPU. Only rank 0 logs and writes files; a NaN
+  or a stop signal on any rank stops every rank at the same step.
 
 On success the final checkpoint goes to `out` (aigc.checkpoint) and `resume_dir` is removed.
 """
@@ -30,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -41,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -140,6 +147,12 @@ def read_train_params(
             f"train.{family}.batch_size = {loop.batch_size} is larger than the {count} "
             "training images"
         )
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's data-parallel processes
+    if loop.batch_size % processes:
+        raise ParamsError(
+            f"train.{family}.batch_size = {loop.batch_size} does not split evenly over "
+            f"{processes} processes; allowed: a multiple of {processes}"
+        )
     if getattr(config, "conditional", False) and not image_set.labelled:
         raise ParamsError(
             f"train.{family}.conditional = true needs every training image labelled; "
@@ -170,9 +183,23 @@ def train(
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train `family` on `image_set`, write the final checkpoint to `out`; returns its meta."""
-    from dvclive import Live  # imported here: it is slow to import and only training needs it
 
     device = resolve_device(common.device)
+    world = join_world(device)
+    try:
+        return _train(family, config, loop, common, image_set, device, world, out, live_dir,
+                      resume_dir, meta)  # fmt: skip
+    finally:
+        if world.size > 1:
+            dist.destroy_process_group()
+
+
+def _train(family, config, loop, common, image_set, device, world, out, live_dir, resume_dir, meta):
+    """`train` inside its process group (see there)."""
+    from dvclive import Live  # imported here: it is slow to import and only training needs it
+
+    if world.size > 1 and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
     autocast = precision_context(device, common.precision)
     if device.type == "cuda":  # fast kernels; CPU ops here are deterministic as they are
         torch.backends.cudnn.benchmark = True
@@ -217,6 +244,9 @@ def train(
             step, train_seconds = state["step"], state["meta"]["train_seconds"]
             print(f"resuming {family} from step {step} ({resume_path})", flush=True)
     model.train()
+    if world.size > 1:  # same weights everywhere, averaged gradients, each rank its own noise
+        synchronise(model, world)
+        torch.manual_seed(common.seed + 1000 * world.rank + step)
 
     def payload(step: int, extra_meta: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -232,7 +262,11 @@ def train(
         }
 
     # -- logging ------------------------------------------------------------------------------
-    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=step > 0)
+    live = (
+        Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=step > 0)
+        if world.main
+        else _Quiet()
+    )
     live.log_params(
         {
             "family": family,
@@ -241,7 +275,14 @@ def train(
             **dataclasses.asdict(common),
         }
     )
-    bar = tqdm(total=total_steps, initial=step, desc=family, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        desc=family,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        disable=not world.main,
+    )
     running: dict[str, float] = {}  # loss sums since the last log
     running_steps = 0
 
@@ -256,13 +297,16 @@ def train(
                 permutation = epoch_permutation(count, common.seed, epoch).to(images.device)
                 permutation_epoch = epoch
             batch = permutation[index * batch_size : (index + 1) * batch_size]
+            batch = batch[world.rank :: world.size]  # this process's share
             batch_images = images[batch].to(device, non_blocking=True).float().div_(255)
             batch_images = batch_images.contiguous(memory_format=memory_format)
             batch_labels = labels[batch].to(device, non_blocking=True)
             with autocast:
                 losses = model.train_step(batch_images, batch_labels)
+            finite = all(math.isfinite(value) for value in losses.values())
+            [not_finite] = any_rank(world, not finite)
             for name, value in losses.items():
-                if not math.isfinite(value):
+                if not_finite and (world.size > 1 or not math.isfinite(value)):
                     bar.close()
                     live.end()
                     rate = getattr(config, "learning_rate", None)
@@ -287,7 +331,7 @@ def train(
                 live.make_summary()
                 bar.set_postfix({k: f"{v / running_steps:.3g}" for k, v in running.items()})
                 running, running_steps = {}, 0
-            if step % steps_per_epoch == 0 or step == total_steps:
+            if world.main and (step % steps_per_epoch == 0 or step == total_steps):
                 grid = sample_grid(model, ema, common.seed, autocast)
                 live.log_image(f"samples/epoch_{math.ceil(step / steps_per_epoch):03d}.png", grid)
                 losses_text = ", ".join(f"{k} {v:.3g}" for k, v in losses.items())
@@ -295,20 +339,21 @@ def train(
                     f"{family}: epoch {math.ceil(step / steps_per_epoch)}/{total_epochs}, "
                     f"step {step}/{total_steps}: {losses_text}"
                 )
-            if stop.signal_number is not None or (
-                step % common.checkpoint_every == 0 and step < total_steps
-            ):
+            [stopping] = any_rank(world, stop.signal_number is not None)
+            if stopping or (step % common.checkpoint_every == 0 and step < total_steps):
                 train_seconds += time.perf_counter() - started
                 started = time.perf_counter()
-                save_checkpoint(resume_path, payload(step, {}))
-            if stop.signal_number is not None:
+                if world.main:
+                    save_checkpoint(resume_path, payload(step, {}))
+            if stopping:
                 bar.close()
                 live.end()
-                name = signal.Signals(stop.signal_number).name
+                number = stop.signal_number or signal.SIGTERM  # another rank's signal
+                name = signal.Signals(number).name
                 raise TrainingStopped(
                     f"{name}: stopped {family} at step {step}/{total_steps}; checkpoint saved "
                     f"to {resume_path}; run again to resume",
-                    stop.signal_number,
+                    number,
                 )
     bar.close()
     if device.type == "cuda":
@@ -325,19 +370,86 @@ def train(
         "epochs": total_steps / steps_per_epoch,
         "batch_size": batch_size,
         "device": str(device),
+        "processes": world.size,
         "precision": "bf16" if isinstance(autocast, torch.autocast) else "fp32",
         "torch": str(torch.__version__),
     }
-    save_checkpoint(out, payload(step, final_meta))
-    live.summary["train_seconds"] = train_seconds
-    live.summary["images_per_second"] = images_per_second
-    live.end()
-    shutil.rmtree(resume_dir, ignore_errors=True)
+    if world.main:
+        save_checkpoint(out, payload(step, final_meta))
+        live.summary["train_seconds"] = train_seconds
+        live.summary["images_per_second"] = images_per_second
+        live.end()
+        shutil.rmtree(resume_dir, ignore_errors=True)
     return {**(meta or {}), "train_seconds": train_seconds, **final_meta}
 
 
 # ---------------------------------------------------------------------------------------------
 # The pieces the loop uses.
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the data-parallel processes (one, outside torchrun)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def join_world(device: torch.device) -> World:
+    """Under torchrun (WORLD_SIZE > 1), join the process group: NCCL with one GPU per process
+    on CUDA, gloo on CPU. Alone, the trivial world, and nothing is initialised."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return World(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def synchronise(model: nn.Module, world: World) -> None:
+    """Give every process rank 0's weights, then average each gradient across processes as soon
+    as backward has accumulated it (a post-accumulate hook per parameter). The families step
+    their own optimizers inside `train_step`, so the averaging has to happen by then; hooks
+    fire in the same order on every rank, because every rank runs the same graph."""
+    for tensor in model.state_dict().values():
+        dist.broadcast(tensor, src=0)
+
+    def average(parameter: torch.Tensor) -> None:
+        dist.all_reduce(parameter.grad)
+        parameter.grad.div_(world.size)
+
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.register_post_accumulate_grad_hook(average)
+
+
+def any_rank(world: World, *flags: bool) -> list[bool]:
+    """Each flag, true when it is true on any process (so every rank stops at the same step)."""
+    if world.size == 1:
+        return list(flags)
+    votes = torch.tensor([float(flag) for flag in flags])
+    if dist.get_backend() == "nccl":
+        votes = votes.cuda()
+    dist.all_reduce(votes)
+    return [bool(vote > 0) for vote in votes.cpu()]
+
+
+class _Quiet:
+    """Stands in for dvclive's `Live` on ranks other than 0: logs nothing."""
+
+    step = 0
+    summary: dict[str, Any] = {}
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
 
 
 def resolve_device(name: str) -> torch.device:

@@ -9,11 +9,16 @@ Keeps  .resume/<model>-<hash>/last.pt while it runs (git-ignored; removed on suc
 
     python -m stages.train --model dcgan --data data/train --out models/dcgan/model.pt \\
         --live logs/dcgan [--params params.yaml]
+
+Data parallel on N GPUs (or N CPU processes), with the same arguments:
+
+    torchrun --nproc_per_node N -m stages.train --model dcgan ...
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -59,10 +64,11 @@ def main() -> None:
     except TrainingStopped as error:
         print(str(error), file=sys.stderr)
         raise SystemExit(128 + error.signal_number) from None
-    print(
-        f"{args.model}: {result['steps']} steps in {result['train_seconds']:.0f} s "
-        f"({result['images_per_second']:.0f} images/s) -> {args.out}"
-    )
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, not one per process
+        print(
+            f"{args.model}: {result['steps']} steps in {result['train_seconds']:.0f} s "
+            f"({result['images_per_second']:.0f} images/s) -> {args.out}"
+        )
 
 
 if __name__ == "__main__":

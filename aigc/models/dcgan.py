@@ -23,6 +23,7 @@ from aigc.models.base import NoiseGAN
 from aigc.models.layers import (
     GAN_LOSSES,
     ClassProjection,
+    ConvPyramid,
     SelfAttention2d,
     init_dcgan_weights,
     with_spectral_norm,
@@ -31,7 +32,7 @@ from aigc.params import ParamsError, spec
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ConvPyramid):
     image_size: int = spec(ge=16, doc="side of the square images (from the data)")
     channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
     num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
@@ -47,27 +48,13 @@ class Config:
     beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
 
     def __post_init__(self) -> None:
-        size = self.image_size
-        if size < 16 or size & (size - 1):
-            raise ParamsError(
-                f"train.dcgan: image_size = {size} (data.image_size) is not allowed; "
-                "DCGAN needs a power of two >= 16"
-            )
+        self.check_pyramid("dcgan", 16, "DCGAN")
         sides = self.sides()
         if self.attention_resolution and self.attention_resolution not in sides:
             raise ParamsError(
                 f"train.dcgan.attention_resolution = {self.attention_resolution} is not a "
                 f"feature-map side; allowed: 0 (none), {', '.join(map(str, sides))}"
             )
-        if self.conditional and self.num_classes < 1:
-            raise ParamsError("train.dcgan.conditional = true needs labelled data; it has none")
-
-    def sides(self) -> list[int]:
-        """Feature-map sides inside both networks: 4, 8, ..., image_size / 2."""
-        return [2**k for k in range(2, self.image_size.bit_length() - 1)]
-
-    def channels_at(self, side: int) -> int:
-        return self.width * (self.image_size // 2) // side
 
 
 class Generator(nn.Module):

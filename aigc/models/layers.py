@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc.params import ParamsError
+
 __all__ = [
     "GAN_LOSSES",
     "discriminator_loss",
@@ -234,3 +236,31 @@ def init_dcgan_weights(module: nn.Module) -> None:
 
 def _parametrized(module: nn.Module) -> bool:
     return hasattr(module, "parametrizations") and "weight" in module.parametrizations
+
+
+class ConvPyramid:
+    """Config helpers for the families whose networks halve the side from image_size / 2 down
+    to 4 while doubling the channels (dcgan, vae, vaegan); mixed into their frozen dataclasses,
+    which have `image_size`, `width`, `num_classes` and `conditional` fields."""
+
+    def check_pyramid(self, family: str, minimum: int, name: str) -> None:
+        """A clear error for an image size the pyramid cannot take, or labels that are missing."""
+        size = self.image_size
+        if size < minimum or size & (size - 1):
+            raise ParamsError(
+                f"train.{family}: image_size = {size} (data.image_size) is not allowed; "
+                f"{name} needs a power of two >= {minimum}"
+            )
+        if self.conditional and self.num_classes < 1:
+            raise ParamsError(f"train.{family}.conditional = true needs labelled data; it has none")
+
+    @property
+    def label_inputs(self) -> int:
+        return self.num_classes if self.conditional else 0
+
+    def sides(self) -> list[int]:
+        """Feature-map sides inside the networks: 4, 8, ..., image_size / 2."""
+        return [2**k for k in range(2, self.image_size.bit_length() - 1)]
+
+    def channels_at(self, side: int) -> int:
+        return self.width * (self.image_size // 2) // side

@@ -36,15 +36,16 @@ from torch import nn
 from aigc.models.base import VariationalAutoencoder
 from aigc.models.layers import (
     ClassProjection,
+    ConvPyramid,
     check_labels,
     discriminator_loss,
     generator_loss,
 )
-from aigc.params import ParamsError, spec
+from aigc.params import spec
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ConvPyramid):
     image_size: int = spec(ge=8, doc="side of the square images (from the data)")
     channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
     num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
@@ -59,25 +60,7 @@ class Config:
     beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
 
     def __post_init__(self) -> None:
-        size = self.image_size
-        if size < 8 or size & (size - 1):
-            raise ParamsError(
-                f"train.vaegan: image_size = {size} (data.image_size) is not allowed; "
-                "the VAE-GAN needs a power of two >= 8"
-            )
-        if self.conditional and self.num_classes < 1:
-            raise ParamsError("train.vaegan.conditional = true needs labelled data; it has none")
-
-    @property
-    def label_inputs(self) -> int:
-        return self.num_classes if self.conditional else 0
-
-    def sides(self) -> list[int]:
-        """Feature-map sides: 4, 8, ..., image_size / 2."""
-        return [2**k for k in range(2, self.image_size.bit_length() - 1)]
-
-    def channels_at(self, side: int) -> int:
-        return self.width * (self.image_size // 2) // side
+        self.check_pyramid("vaegan", 8, "the VAE-GAN")
 
 
 def downsampling(config: Config, inputs: int, batch_norm: bool) -> nn.Sequential:

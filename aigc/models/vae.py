@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from aigc.models.base import VariationalAutoencoder
+from aigc.models.base import Decoder, Encoder, VariationalAutoencoder
 from aigc.models.layers import ConvPyramid, check_labels
 from aigc.params import spec
 
@@ -45,55 +44,6 @@ class Config(ConvPyramid):
 
     def __post_init__(self) -> None:
         self.check_pyramid("vae", 8, "the VAE")
-
-
-class Encoder(nn.Module):
-    """(B, C [+ K], H, W) -> stride-2 convs down to 4x4 -> mu, logvar (B, latent_dim) each."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [
-            nn.Conv2d(config.channels + config.label_inputs, config.width, 4, 2, 1),
-            nn.LeakyReLU(0.2),
-        ]
-        for side in reversed(config.sides()[1:]):  # (B, c, side, side) -> (B, 2c, side/2, ...)
-            out = config.channels_at(side // 2)
-            layers += [
-                nn.Conv2d(config.channels_at(side), out, 4, 2, 1),
-                nn.BatchNorm2d(out),
-                nn.LeakyReLU(0.2),
-            ]
-        layers.append(nn.Flatten())
-        self.net = nn.Sequential(*layers)
-        self.head = nn.Linear(config.channels_at(4) * 16, 2 * config.latent_dim)
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.head(self.net(images)).chunk(2, dim=1)
-        return mu, logvar
-
-
-class Decoder(nn.Module):
-    """z (B, latent_dim [+ K]) -> 4x4 -> stride-2 transposed convs -> pixel logits (B, C, H, W)."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__()
-        self.config = config
-        first = config.channels_at(4)
-        self.head = nn.Linear(config.latent_dim + config.label_inputs, first * 16)
-        layers: list[nn.Module] = [nn.BatchNorm2d(first), nn.ReLU()]
-        for side in config.sides()[:-1]:  # (B, c, side, side) -> (B, c/2, 2 side, 2 side)
-            out = config.channels_at(2 * side)
-            layers += [
-                nn.ConvTranspose2d(config.channels_at(side), out, 4, 2, 1),
-                nn.BatchNorm2d(out),
-                nn.ReLU(),
-            ]
-        layers.append(nn.ConvTranspose2d(config.width, config.channels, 4, 2, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        first = self.config.channels_at(4)
-        return self.net(self.head(z).view(-1, first, 4, 4))  # logits (B, C, H, W)
 
 
 class VAE(VariationalAutoencoder):

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc.models.base import VariationalAutoencoder
+from aigc.models.base import Decoder, Encoder, VariationalAutoencoder, downsampling
 from aigc.models.layers import (
     ClassProjection,
     ConvPyramid,
@@ -61,53 +61,6 @@ class Config(ConvPyramid):
 
     def __post_init__(self) -> None:
         self.check_pyramid("vaegan", 8, "the VAE-GAN")
-
-
-def downsampling(config: Config, inputs: int, batch_norm: bool) -> nn.Sequential:
-    """(B, inputs, H, W) -> stride-2 4x4 convs (LeakyReLU 0.2) -> (B, 16 channels_at(4))."""
-    layers: list[nn.Module] = [nn.Conv2d(inputs, config.width, 4, 2, 1), nn.LeakyReLU(0.2)]
-    for side in reversed(config.sides()[1:]):  # (B, c, side, side) -> (B, 2c, side/2, side/2)
-        out = config.channels_at(side // 2)
-        layers.append(nn.Conv2d(config.channels_at(side), out, 4, 2, 1))
-        layers += [nn.BatchNorm2d(out)] if batch_norm else []
-        layers.append(nn.LeakyReLU(0.2))
-    layers.append(nn.Flatten())
-    return nn.Sequential(*layers)
-
-
-class Encoder(nn.Module):
-    """(B, C [+ K], H, W) -> mu, logvar (B, latent_dim) each."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__()
-        self.net = downsampling(config, config.channels + config.label_inputs, batch_norm=True)
-        self.head = nn.Linear(config.channels_at(4) * 16, 2 * config.latent_dim)
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.head(self.net(images)).chunk(2, dim=1)
-        return mu, logvar
-
-
-class Decoder(nn.Module):
-    """z (B, latent_dim [+ K]) -> 4x4 -> stride-2 transposed convs -> pixel logits (B, C, H, W)."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__()
-        self.first = config.channels_at(4)
-        self.head = nn.Linear(config.latent_dim + config.label_inputs, self.first * 16)
-        layers: list[nn.Module] = [nn.BatchNorm2d(self.first), nn.ReLU()]
-        for side in config.sides()[:-1]:  # (B, c, side, side) -> (B, c/2, 2 side, 2 side)
-            out = config.channels_at(2 * side)
-            layers += [
-                nn.ConvTranspose2d(config.channels_at(side), out, 4, 2, 1),
-                nn.BatchNorm2d(out),
-                nn.ReLU(),
-            ]
-        layers.append(nn.ConvTranspose2d(config.width, config.channels, 4, 2, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.head(z).view(-1, self.first, 4, 4))  # logits (B, C, H, W)
 
 
 class Discriminator(nn.Module):

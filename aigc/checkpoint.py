@@ -13,7 +13,10 @@ The payload of a model checkpoint:
      "model": model.state_dict(), "ema": generator state_dict or None,
      "optimizers": {name: optimizer.state_dict()}, "step": int, "epoch": int,
      "rng": {"torch": ..., "cuda": [...], ...},
-     "meta": {"train_seconds": ..., "images_per_second": ..., "steps": ..., "classes": [...]}}
+     "meta": {"steps": ..., "classes": [...], ...}}
+
+Timings are not in a final checkpoint (they differ between two otherwise identical runs and
+would change its hash); a resume checkpoint keeps `meta.train_seconds` to add up across resumes.
 
 Other checkpoints (the evaluator's) use the same envelope with their own `family`.
 """
@@ -21,6 +24,7 @@ Other checkpoints (the evaluator's) use the same envelope with their own `family
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import re
 import warnings
@@ -29,7 +33,7 @@ from typing import Any
 
 import torch
 
-from aigc.files import atomic_path
+from aigc.files import write_bytes
 
 __all__ = [
     "FORMAT",
@@ -56,8 +60,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"checkpoint payload lacks {', '.join(missing)}")
     _check_plain(payload, "payload")
-    with atomic_path(path) as temporary:
-        torch.save({**payload, "format": FORMAT, "version": VERSION}, temporary)
+    # Through memory, not straight to the temporary file: torch.save names the zip's records
+    # after the file it writes, and a random temporary name would make two identical
+    # checkpoints differ in their bytes (and so in DVC's hash of them).
+    buffer = io.BytesIO()
+    torch.save({**payload, "format": FORMAT, "version": VERSION}, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -90,7 +98,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the model saved at `path`: (model in eval mode on `device`, checkpoint dict).
 
     The model comes from `MODELS[family].Config(**config)`; when the checkpoint holds EMA
-    weights of the generator, those replace the generator's raw weights (they sample better).
+    weights of the sampling network, those replace the generator's raw weights (they sample better).
     """
     from aigc.models import MODELS  # here, not at the top: the models import this module's users
 
@@ -106,7 +114,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         model = model_class(config)
         model.load_state_dict(checkpoint["model"])
         if checkpoint.get("ema") is not None:
-            model.generator.load_state_dict(checkpoint["ema"])
+            model.sampling_network.load_state_dict(checkpoint["ema"])
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
         raise CheckpointError(
             f"{path}: {family} checkpoint does not fit this code: {_first_line(error)}"

@@ -407,7 +407,7 @@ def reconstruction_metrics(
 ) -> dict:
     """SSIM/PSNR of `model.reconstruct` on the first `count` uint8 images (N, C, H, W)."""
     images = np.array(images[:count])  # a writable copy, in memory
-    conditional = bool(getattr(model.config, "conditional", False)) and labels is not None
+    conditional = model.conditional and labels is not None
     reconstructions = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(images[start : start + batch_size]).to(device).float() / 255.0
@@ -436,7 +436,7 @@ def model_metrics(
 
     model, checkpoint = load_model(checkpoint_path, device)
     result["train_seconds"] = (checkpoint.get("meta") or {}).get("train_seconds")
-    if getattr(model, "encodes", False):
+    if model.encodes:
         result.update(
             reconstruction_metrics(
                 model,

@@ -7,7 +7,7 @@ same images on the same machine. Images leave as uint8 arrays (N, C, H, W).
   0, 1, ..., K-1, 0, ... (returned), an unconditional one labels -1.
 - `interpolation`: rows of images decoded along a spherical interpolation (slerp; Shoemake 1985,
   used for generative models by White 2016, https://arxiv.org/abs/1609.04468) between two
-  noise vectors. It needs the model's `latent_shape` and `decode(latents, labels)`: the noise
+  noise vectors, through the contract's `latent_shape` and `decode(latents, labels)`: the noise
   that `sample` draws and maps (a GAN's z, a VAE's prior sample, a diffusion model's x_T).
 - `class_rows`: a row per class (conditional models).
 - `reconstruction_pairs`: real images and, below each row of them, their reconstructions
@@ -33,7 +33,6 @@ __all__ = [
     "class_rows",
     "reconstruction_pairs",
     "slerp",
-    "is_conditional",
 ]
 
 
@@ -50,10 +49,6 @@ class SampleParams:
     seed: int = spec(default=0, ge=0, doc="seed of the noise")
 
 
-def is_conditional(model) -> bool:
-    return bool(getattr(model.config, "conditional", False))
-
-
 @torch.no_grad()
 def generate(
     model, num_samples: int, batch_size: int, seed: int, classes: list[int] | None = None
@@ -61,8 +56,8 @@ def generate(
     """(images uint8 (N, C, H, W), labels int64 (N,) with -1 = none, seconds taken).
 
     A conditional model samples `classes` in turn (default: every class, balanced)."""
-    generator = torch.Generator().manual_seed(seed)
-    conditional = is_conditional(model)
+    rng = torch.Generator().manual_seed(seed)
+    conditional = model.conditional
     labels = None
     if conditional:
         wanted = torch.tensor(classes) if classes else torch.arange(model.config.num_classes)
@@ -72,7 +67,7 @@ def generate(
     for start in range(0, num_samples, batch_size):
         count = min(batch_size, num_samples - start)
         batch_labels = labels[start : start + count] if conditional else None
-        chunks.append(to_uint8(model.sample(count, batch_labels, generator)))
+        chunks.append(to_uint8(model.sample(count, batch_labels, rng)))
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
@@ -99,17 +94,13 @@ def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def interpolation(model, rows: int = 4, steps: int = 10, seed: int = 0) -> np.ndarray | None:
-    """rows * steps images (uint8), each row from one noise vector to another; None when the
-    family has no `latent_shape`/`decode`."""
-    shape = getattr(model, "latent_shape", None)
-    if shape is None or not hasattr(model, "decode"):
-        return None
-    generator = torch.Generator().manual_seed(seed)
-    ends = torch.randn(2, rows, *shape, generator=generator)
+def interpolation(model, rows: int = 4, steps: int = 10, seed: int = 0) -> np.ndarray:
+    """rows * steps images (uint8), each row from one noise vector to another."""
+    rng = torch.Generator().manual_seed(seed)
+    ends = torch.randn(2, rows, *model.latent_shape, generator=rng)
     latents = slerp(ends[0], ends[1], torch.linspace(0, 1, steps)).flatten(0, 1)
     labels = None
-    if is_conditional(model):  # one class per row
+    if model.conditional:  # one class per row
         labels = default_labels(rows, model.config.num_classes).repeat_interleave(steps)
     return to_uint8(model.decode(latents, labels))
 
@@ -117,11 +108,11 @@ def interpolation(model, rows: int = 4, steps: int = 10, seed: int = 0) -> np.nd
 @torch.no_grad()
 def class_rows(model, columns: int = 10, seed: int = 0) -> np.ndarray | None:
     """K rows of `columns` samples, row k of class k (uint8); None for unconditional models."""
-    if not is_conditional(model):
+    if not model.conditional:
         return None
     labels = torch.arange(model.config.num_classes).repeat_interleave(columns)
-    generator = torch.Generator().manual_seed(seed)
-    return to_uint8(model.sample(len(labels), labels, generator))
+    rng = torch.Generator().manual_seed(seed)
+    return to_uint8(model.sample(len(labels), labels, rng))
 
 
 @torch.no_grad()
@@ -132,12 +123,12 @@ def reconstruction_pairs(
     by the row of their reconstructions (uint8); None for families that do not encode (or with
     fewer than `columns` images)."""
     count = min(count, len(images)) // columns * columns  # whole rows only
-    if not getattr(model, "encodes", False) or count == 0:
+    if not model.encodes or count == 0:
         return None
     picked = np.linspace(0, len(images) - 1, count).astype(int)
     real = torch.from_numpy(np.asarray(images[picked])).float() / 255
     real_labels = torch.from_numpy(np.asarray(labels[picked], dtype=np.int64))
-    conditional_labels = real_labels if is_conditional(model) else None
+    conditional_labels = real_labels if model.conditional else None
     rebuilt = to_uint8(model.reconstruct(real, conditional_labels))
     real = to_uint8(real)
     rows = []

@@ -9,7 +9,7 @@ done. Around that one call it keeps:
 
 - device and precision: `auto` is CUDA with bf16 autocast and channels_last (the whole training
   array on the GPU when it fits), else CPU in fp32 with `nullcontext()` and deterministic ops;
-- an EMA of `model.generator` when `ema_decay > 0` (warm-up min(decay, (1+t)/(10+t)));
+- an EMA of `model.sampling_network` when `ema_decay > 0` (warm-up min(decay, (1+t)/(10+t)));
 - dvclive: losses every `log_every` steps, a sample grid from fixed noise each epoch, params,
   and a summary with train_seconds and images/s; a tqdm bar with the current losses;
 - resume checkpoints every `checkpoint_every` steps in `resume_dir` (a git-ignored folder keyed
@@ -40,21 +40,22 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
 from aigc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from aigc.distributed import any_rank, convert_sync_batch_norm, join_world, leave_world, synchronise
 from aigc.images import make_grid
 from aigc.imagesets import ImageSet
 from aigc.models import MODELS, build_model
+from aigc.models.base import GenerativeModel
 from aigc.params import ParamsError, from_dict, read_params, spec
 
 __all__ = [
@@ -81,6 +82,7 @@ class CommonParams:
     compile: bool = spec(default=False, doc="torch.compile the networks (CUDA only)")
     log_every: int = spec(default=50, ge=1, doc="steps between logged losses")
     checkpoint_every: int = spec(default=200, ge=1, doc="steps between resume checkpoints")
+    sync_batch_norm: bool = spec(default=False, doc="batch norm over the global batch (DDP)")
     seed: int = spec(default=0, ge=0, doc="seed of init, shuffling and noise")
 
 
@@ -153,7 +155,7 @@ def read_train_params(
             f"train.{family}.batch_size = {loop.batch_size} does not split evenly over "
             f"{processes} processes; allowed: a multiple of {processes}"
         )
-    if getattr(config, "conditional", False) and not image_set.labelled:
+    if config.conditional and not image_set.labelled:
         raise ParamsError(
             f"train.{family}.conditional = true needs every training image labelled; "
             "the data has unlabelled items"
@@ -182,274 +184,279 @@ def train(
     resume_dir: str | Path,
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train `family` on `image_set`, write the final checkpoint to `out`; returns its meta."""
-
+    """Train `family` on `image_set`, write the final checkpoint to `out`; returns its meta
+    with the run's timings (which stay out of the checkpoint: they differ run to run)."""
     device = resolve_device(common.device)
     world = join_world(device)
+    if world.size > 1 and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
     try:
-        return _train(family, config, loop, common, image_set, device, world, out, live_dir,
-                      resume_dir, meta)  # fmt: skip
+        return _train(family, config, loop, common, image_set, device, world,
+                      Path(out), Path(live_dir), Path(resume_dir), dict(meta or {}))  # fmt: skip
     finally:
-        if world.size > 1:
-            dist.destroy_process_group()
+        leave_world(world)
 
 
 def _train(family, config, loop, common, image_set, device, world, out, live_dir, resume_dir, meta):
     """`train` inside its process group (see there)."""
-    from dvclive import Live  # imported here: it is slow to import and only training needs it
-
-    if world.size > 1 and device.type == "cuda":
-        device = torch.device("cuda", world.local_rank)
     autocast = precision_context(device, common.precision)
-    if device.type == "cuda":  # fast kernels; CPU ops here are deterministic as they are
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-
-    # -- model, EMA, data ---------------------------------------------------------------------
-    torch.manual_seed(common.seed)
-    model = build_model(family, config).to(device, memory_format=memory_format)
-    ema = None
-    if loop.ema_decay > 0:
-        ema = copy.deepcopy(model.generator).requires_grad_(False).eval()
-    if common.compile and device.type == "cuda":
-        for child in model.children():
-            child.compile()
-    images = torch.from_numpy(np.ascontiguousarray(image_set.images))  # uint8 (N, C, H, W)
-    labels = torch.from_numpy(np.asarray(image_set.labels, dtype=np.int64))  # (N,)
-    if device.type == "cuda" and fits_on_device(images, device):
-        images, labels = images.to(device), labels.to(device)
-    count = len(images)
-    batch_size = loop.batch_size
-    steps_per_epoch = count // batch_size  # the last partial batch of an epoch is dropped
-    total_steps = loop.steps if loop.steps > 0 else loop.epochs * steps_per_epoch
-    total_epochs = math.ceil(total_steps / steps_per_epoch)
-
-    # -- resume -------------------------------------------------------------------------------
-    resume_dir = Path(resume_dir)
+    batches = Batches(image_set, loop.batch_size, common.seed, world, device)
+    total_steps = loop.steps if loop.steps > 0 else loop.epochs * batches.steps_per_epoch
     resume_path = resume_dir / "last.pt"
-    step, train_seconds = 0, 0.0
-    if resume_path.exists():
-        try:
-            state = load_checkpoint(resume_path, map_location=device)
-            restore(model, ema, state)
-        except (CheckpointError, RuntimeError, KeyError, ValueError) as error:
-            print(f"warning: cannot resume from {resume_path} ({error}); starting afresh")
-            torch.manual_seed(common.seed)
-            model = build_model(family, config).to(device, memory_format=memory_format)
-            if ema is not None:
-                ema = copy.deepcopy(model.generator).requires_grad_(False).eval()
-        else:
-            step, train_seconds = state["step"], state["meta"]["train_seconds"]
-            print(f"resuming {family} from step {step} ({resume_path})", flush=True)
-    model.train()
-    if world.size > 1:  # same weights everywhere, averaged gradients, each rank its own noise
-        synchronise(model, world)
-        torch.manual_seed(common.seed + 1000 * world.rank + step)
+    run = start_run(family, config, loop, common, device, world, resume_path)
+    progress = Progress(family, live_dir, run.step, total_steps, batches.steps_per_epoch, world)
+    progress.log_params(config, loop, common)
+    clock = Stopwatch(run.train_seconds)
+    start_step = run.step
 
-    def payload(step: int, extra_meta: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "family": family,
-            "config": dataclasses.asdict(config),
-            "model": model.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "optimizers": {name: opt.state_dict() for name, opt in model.optimizers.items()},
-            "step": step,
-            "epoch": step // steps_per_epoch,
-            "rng": rng_state(),
-            "meta": {**(meta or {}), "train_seconds": train_seconds, **extra_meta},
-        }
-
-    # -- logging ------------------------------------------------------------------------------
-    live = (
-        Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=step > 0)
-        if world.main
-        else _Quiet()
-    )
-    live.log_params(
-        {
-            "family": family,
-            **plain(dataclasses.asdict(config)),
-            **dataclasses.asdict(loop),
-            **dataclasses.asdict(common),
-        }
-    )
-    bar = tqdm(
-        total=total_steps,
-        initial=step,
-        desc=family,
-        dynamic_ncols=True,
-        mininterval=1.0,
-        disable=not world.main,
-    )
-    running: dict[str, float] = {}  # loss sums since the last log
-    running_steps = 0
-
-    # -- the loop: one train_step per batch ---------------------------------------------------
-    start_step = step
-    run_started = started = time.perf_counter()  # started: since train_seconds was last added
-    permutation, permutation_epoch = None, -1
-    with stop_signals() as stop:
-        while step < total_steps:
-            epoch, index = divmod(step, steps_per_epoch)
-            if epoch != permutation_epoch:
-                permutation = epoch_permutation(count, common.seed, epoch).to(images.device)
-                permutation_epoch = epoch
-            batch = permutation[index * batch_size : (index + 1) * batch_size]
-            batch = batch[world.rank :: world.size]  # this process's share
-            batch_images = images[batch].to(device, non_blocking=True).float().div_(255)
-            batch_images = batch_images.contiguous(memory_format=memory_format)
-            batch_labels = labels[batch].to(device, non_blocking=True)
+    with stop_signals() as stop, progress:
+        while run.step < total_steps:
+            images, labels = batches.get(run.step)
             with autocast:
-                losses = model.train_step(batch_images, batch_labels)
-            finite = all(math.isfinite(value) for value in losses.values())
-            [not_finite] = any_rank(world, not finite)
-            for name, value in losses.items():
-                if not_finite and (world.size > 1 or not math.isfinite(value)):
-                    bar.close()
-                    live.end()
-                    rate = getattr(config, "learning_rate", None)
-                    raise TrainingError(
-                        f"loss {name} is {value} at step {step + 1} (epoch {epoch + 1}) of "
-                        f"{family}; training stopped and no model was written. Hint: lower "
-                        f"train.{family}.learning_rate (now {rate}) or check the data"
-                    )
-            if ema is not None:
-                update_ema(ema, model.generator, min(loop.ema_decay, (1 + step) / (10 + step)))
-            step += 1
-            bar.update(1)
-
-            for name, value in losses.items():
-                running[name] = running.get(name, 0.0) + value
-            running_steps += 1
-            if step % common.log_every == 0 or step == total_steps:
-                live.step = step
-                for name, total in running.items():
-                    live.log_metric(f"train/{name}", total / running_steps)
-                live.log_metric("epoch", step / steps_per_epoch)
-                live.make_summary()
-                bar.set_postfix({k: f"{v / running_steps:.3g}" for k, v in running.items()})
-                running, running_steps = {}, 0
-            if world.main and (step % steps_per_epoch == 0 or step == total_steps):
-                grid = sample_grid(model, ema, common.seed, autocast)
-                live.log_image(f"samples/epoch_{math.ceil(step / steps_per_epoch):03d}.png", grid)
-                losses_text = ", ".join(f"{k} {v:.3g}" for k, v in losses.items())
-                bar.write(
-                    f"{family}: epoch {math.ceil(step / steps_per_epoch)}/{total_epochs}, "
-                    f"step {step}/{total_steps}: {losses_text}"
-                )
+                losses = run.model.train_step(images, labels)
+            check_finite(losses, world, run.step + 1, family, config)
+            if run.ema is not None:
+                decay = min(loop.ema_decay, (1 + run.step) / (10 + run.step))
+                update_ema(run.ema, run.model.sampling_network, decay)
+            run.step += 1
+            progress.record(run.step, losses, every=common.log_every)
+            if batches.epoch_ends(run.step) or run.step == total_steps:
+                progress.grid(run.step, lambda: sample_grid(run, common.seed, autocast))
             [stopping] = any_rank(world, stop.signal_number is not None)
-            if stopping or (step % common.checkpoint_every == 0 and step < total_steps):
-                train_seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                if world.main:
-                    save_checkpoint(resume_path, payload(step, {}))
+            periodic = run.step % common.checkpoint_every == 0 and run.step < total_steps
+            if (stopping or periodic) and world.main:
+                run.train_seconds = clock.seconds()
+                save_checkpoint(resume_path, run.payload(batches.steps_per_epoch, meta))
             if stopping:
-                bar.close()
-                live.end()
                 number = stop.signal_number or signal.SIGTERM  # another rank's signal
-                name = signal.Signals(number).name
                 raise TrainingStopped(
-                    f"{name}: stopped {family} at step {step}/{total_steps}; checkpoint saved "
-                    f"to {resume_path}; run again to resume",
+                    f"{signal.Signals(number).name}: stopped {family} at step "
+                    f"{run.step}/{total_steps}; checkpoint saved to {resume_path}; run again "
+                    "to resume",
                     number,
                 )
-    bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    train_seconds += time.perf_counter() - started
-    elapsed = time.perf_counter() - run_started
-    done_images = (step - start_step) * batch_size
-    images_per_second = done_images / elapsed if elapsed > 0 and done_images else 0.0
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings = clock.rates((run.step - start_step) * loop.batch_size)
+        progress.summary.update(timings)
 
-    # -- the result ---------------------------------------------------------------------------
     final_meta = {
-        "images_per_second": images_per_second,
+        **meta,
         "steps": total_steps,
-        "epochs": total_steps / steps_per_epoch,
-        "batch_size": batch_size,
+        "epochs": total_steps / batches.steps_per_epoch,
+        "batch_size": loop.batch_size,
         "device": str(device),
         "processes": world.size,
         "precision": "bf16" if isinstance(autocast, torch.autocast) else "fp32",
         "torch": str(torch.__version__),
     }
     if world.main:
-        save_checkpoint(out, payload(step, final_meta))
-        live.summary["train_seconds"] = train_seconds
-        live.summary["images_per_second"] = images_per_second
-        live.end()
+        save_checkpoint(out, run.payload(batches.steps_per_epoch, final_meta, resumable=False))
         shutil.rmtree(resume_dir, ignore_errors=True)
-    return {**(meta or {}), "train_seconds": train_seconds, **final_meta}
+    return {**final_meta, **timings}
 
 
 # ---------------------------------------------------------------------------------------------
 # The pieces the loop uses.
 
 
-@dataclass(frozen=True)
-class World:
-    """This process's place among the data-parallel processes (one, outside torchrun)."""
+@dataclass
+class Run:
+    """What a training run carries from step to step, and what its checkpoints hold."""
 
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0
+    family: str
+    config: Any
+    model: GenerativeModel
+    ema: nn.Module | None
+    step: int = 0
+    train_seconds: float = 0.0  # across resumes; kept in resume checkpoints only
 
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def join_world(device: torch.device) -> World:
-    """Under torchrun (WORLD_SIZE > 1), join the process group: NCCL with one GPU per process
-    on CUDA, gloo on CPU. Alone, the trivial world, and nothing is initialised."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size == 1:
-        return World()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return World(dist.get_rank(), dist.get_world_size(), local_rank)
-
-
-def synchronise(model: nn.Module, world: World) -> None:
-    """Give every process rank 0's weights, then average each gradient across processes as soon
-    as backward has accumulated it (a post-accumulate hook per parameter). The families step
-    their own optimizers inside `train_step`, so the averaging has to happen by then; hooks
-    fire in the same order on every rank, because every rank runs the same graph."""
-    for tensor in model.state_dict().values():
-        dist.broadcast(tensor, src=0)
-
-    def average(parameter: torch.Tensor) -> None:
-        dist.all_reduce(parameter.grad)
-        parameter.grad.div_(world.size)
-
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            parameter.register_post_accumulate_grad_hook(average)
+    def payload(
+        self, steps_per_epoch: int, meta: Mapping[str, Any], resumable: bool = True
+    ) -> dict[str, Any]:
+        """The checkpoint of this run (aigc.checkpoint format). The final one (`resumable`
+        false) holds nothing that varies between two identical runs, such as timings, so a
+        bit-identical re-run gives a bit-identical file and DVC re-runs nothing downstream."""
+        extra = {"train_seconds": self.train_seconds} if resumable else {}
+        return {
+            "family": self.family,
+            "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizers": {name: opt.state_dict() for name, opt in self.model.optimizers.items()},
+            "step": self.step,
+            "epoch": self.step // steps_per_epoch,
+            "rng": rng_state(),
+            "meta": {**meta, **extra},
+        }
 
 
-def any_rank(world: World, *flags: bool) -> list[bool]:
-    """Each flag, true when it is true on any process (so every rank stops at the same step)."""
-    if world.size == 1:
-        return list(flags)
-    votes = torch.tensor([float(flag) for flag in flags])
-    if dist.get_backend() == "nccl":
-        votes = votes.cuda()
-    dist.all_reduce(votes)
-    return [bool(vote > 0) for vote in votes.cpu()]
+def start_run(family, config, loop, common, device, world, resume_path: Path) -> Run:
+    """A fresh model (seeded), or the state of `resume_path` when it holds a usable checkpoint;
+    under data parallel, every process's weights synchronised and its noise seeded apart."""
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    if device.type == "cuda":  # fast kernels; CPU ops here are deterministic as they are
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    def fresh() -> Run:
+        torch.manual_seed(common.seed)
+        model = build_model(family, config).to(device, memory_format=memory_format)
+        ema = None
+        if loop.ema_decay > 0:
+            ema = copy.deepcopy(model.sampling_network).requires_grad_(False).eval()
+        return Run(family, config, model, ema)
+
+    run = fresh()
+    if resume_path.exists():
+        try:
+            state = load_checkpoint(resume_path, map_location=device)
+            restore(run.model, run.ema, state)
+            run.step, run.train_seconds = state["step"], state["meta"]["train_seconds"]
+        except (CheckpointError, RuntimeError, KeyError, ValueError) as error:
+            print(f"warning: cannot resume from {resume_path} ({error}); starting afresh")
+            run = fresh()
+        else:
+            print(f"resuming {family} from step {run.step} ({resume_path})", flush=True)
+    run.model.train()
+    if world.size > 1:
+        if common.sync_batch_norm:
+            convert_sync_batch_norm(run.model, device)
+        synchronise(run.model, world)
+        torch.manual_seed(common.seed + 1000 * world.rank + run.step)
+    if common.compile and device.type == "cuda":
+        for child in run.model.children():
+            child.compile()
+    return run
 
 
-class _Quiet:
-    """Stands in for dvclive's `Live` on ranks other than 0: logs nothing."""
+class Batches:
+    """The training array (on the GPU when it fits) and the batches drawn from it: epoch e
+    visits the images in `epoch_permutation(count, seed, e)`, a function of (seed, epoch) alone,
+    so a resumed run draws exactly the batches an uninterrupted one would; the last partial
+    batch of an epoch is dropped. Each process takes its 1/N share of every batch."""
 
-    step = 0
-    summary: dict[str, Any] = {}
+    def __init__(self, image_set: ImageSet, batch_size: int, seed: int, world, device) -> None:
+        images = torch.from_numpy(np.ascontiguousarray(image_set.images))  # uint8 (N, C, H, W)
+        labels = torch.from_numpy(np.asarray(image_set.labels, dtype=np.int64))  # (N,)
+        if device.type == "cuda" and fits_on_device(images, device):
+            images, labels = images.to(device), labels.to(device)
+        self.images, self.labels, self.device = images, labels, device
+        self.batch_size, self.seed, self.world = batch_size, seed, world
+        self.steps_per_epoch = len(images) // batch_size
+        cuda = device.type == "cuda"
+        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        self._epoch, self._permutation = -1, None
 
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
+    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's share of batch `step`: float images in [0, 1], int64 labels."""
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            permutation = epoch_permutation(len(self.images), self.seed, epoch)
+            self._epoch, self._permutation = epoch, permutation.to(self.images.device)
+        batch = self._permutation[index * self.batch_size : (index + 1) * self.batch_size]
+        batch = batch[self.world.rank :: self.world.size]
+        images = self.images[batch].to(self.device, non_blocking=True).float().div_(255)
+        labels = self.labels[batch].to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=self.memory_format), labels
+
+    def epoch_ends(self, step: int) -> bool:
+        return step % self.steps_per_epoch == 0
+
+
+class Progress:
+    """dvclive and a tqdm bar: mean losses every `log_every` steps, a sample grid per epoch,
+    params, and the summary (timings) when the run ends. Quiet on processes other than 0."""
+
+    def __init__(self, family, live_dir, step, total_steps, steps_per_epoch, world) -> None:
+        from dvclive import Live  # here: it is slow to import and only training needs it
+
+        self.family, self.total_steps, self.steps_per_epoch = family, total_steps, steps_per_epoch
+        self.live = None
+        if world.main:
+            self.live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=step > 0)
+        self.bar = tqdm(total=total_steps, initial=step, desc=family, dynamic_ncols=True,
+                        mininterval=1.0, disable=not world.main)  # fmt: skip
+        self.running: dict[str, float] = {}  # loss sums since the last log
+        self.running_steps = 0
+        self.last: dict[str, float] = {}
+        self.summary: dict[str, float] = {}
+
+    def log_params(self, config, loop, common) -> None:
+        if self.live is not None:
+            params = {**plain(dataclasses.asdict(config)), **dataclasses.asdict(loop)}
+            self.live.log_params({"family": self.family, **params, **dataclasses.asdict(common)})
+
+    def record(self, step: int, losses: Mapping[str, float], every: int) -> None:
+        """Add a step's losses; every `every` steps (and at the end) log their means."""
+        self.bar.update(1)
+        self.last = dict(losses)
+        for name, value in losses.items():
+            self.running[name] = self.running.get(name, 0.0) + value
+        self.running_steps += 1
+        if step % every and step != self.total_steps:
+            return
+        means = {name: total / self.running_steps for name, total in self.running.items()}
+        if self.live is not None:
+            self.live.step = step
+            for name, value in means.items():
+                self.live.log_metric(f"train/{name}", value)
+            self.live.log_metric("epoch", step / self.steps_per_epoch)
+            self.live.make_summary()
+        self.bar.set_postfix({name: f"{value:.3g}" for name, value in means.items()})
+        self.running, self.running_steps = {}, 0
+
+    def grid(self, step: int, make_grid: Callable[[], np.ndarray]) -> None:
+        """Log the epoch's sample grid (made only on process 0) and a line of its losses."""
+        if self.live is None:
+            return
+        epoch = math.ceil(step / self.steps_per_epoch)
+        self.live.log_image(f"samples/epoch_{epoch:03d}.png", make_grid())
+        total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        losses = ", ".join(f"{name} {value:.3g}" for name, value in self.last.items())
+        self.bar.write(
+            f"{self.family}: epoch {epoch}/{total_epochs}, step {step}/{self.total_steps}: {losses}"
+        )
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.bar.close()
+        if self.live is not None:
+            self.live.summary.update(self.summary)
+            self.live.end()
+
+
+class Stopwatch:
+    """Training seconds across resumes (`seconds`), and this run's rates (`rates`)."""
+
+    def __init__(self, seconds_before: float) -> None:
+        self.before = seconds_before
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def rates(self, images_done: int) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.started
+        rate = images_done / elapsed if elapsed > 0 and images_done else 0.0
+        return {"train_seconds": self.seconds(), "images_per_second": rate}
+
+
+def check_finite(losses: Mapping[str, float], world, step: int, family: str, config) -> None:
+    """Raise `TrainingError` naming the loss that is NaN or infinite at `step`, on this process
+    or another (every process votes on every loss, so all stop together, naming the same)."""
+    votes = any_rank(world, *(not math.isfinite(value) for value in losses.values()))
+    for (name, value), bad in zip(losses.items(), votes, strict=True):
+        if bad:
+            shown = value if not math.isfinite(value) else "not finite on another process"
+            raise TrainingError(
+                f"loss {name} is {shown} at step {step} of {family}; training stopped and no "
+                f"model was written. Hint: lower train.{family}.learning_rate (now "
+                f"{config.learning_rate}) or check the data"
+            )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -489,17 +496,18 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def sample_grid(model, ema: nn.Module | None, seed: int, autocast) -> np.ndarray:
+def sample_grid(run: Run, seed: int, autocast) -> np.ndarray:
     """A grid of GRID_SIZE samples from fixed noise (the EMA weights when kept), (H, W[, C])."""
+    model, ema = run.model, run.ema
     model.eval()
     raw_weights = None
     if ema is not None:
-        raw_weights = copy.deepcopy(model.generator.state_dict())
-        model.generator.load_state_dict(ema.state_dict())
+        raw_weights = copy.deepcopy(model.sampling_network.state_dict())
+        model.sampling_network.load_state_dict(ema.state_dict())
     with autocast:
-        samples = model.sample(GRID_SIZE, generator=torch.Generator().manual_seed(seed))
+        samples = model.sample(GRID_SIZE, rng=torch.Generator().manual_seed(seed))
     if raw_weights is not None:
-        model.generator.load_state_dict(raw_weights)
+        model.sampling_network.load_state_dict(raw_weights)
     model.train()
     grid = make_grid(samples)  # (C, H, W) uint8
     return grid[0] if grid.shape[0] == 1 else np.transpose(grid, (1, 2, 0))

@@ -92,7 +92,7 @@ def main() -> None:
             "num_samples": params.num_samples,
             "sampling_seconds": seconds,
             "images_per_second": params.num_samples / seconds,
-            "conditional": sampling.is_conditional(model),
+            "conditional": model.conditional,
         },
     )
     reports = Path(args.reports)
@@ -116,7 +116,7 @@ def main() -> None:
 
 def class_indices(text: str, classes: list[str], model) -> list[int]:
     """`--classes` as indices into the model's classes; exits with one line when it cannot be."""
-    if not sampling.is_conditional(model):
+    if not model.conditional:
         raise SystemExit("error: --classes needs a conditional model (train.<family>.conditional)")
     count = model.config.num_classes
     indices = []

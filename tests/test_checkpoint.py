@@ -118,7 +118,7 @@ def test_missing_file_and_unknown_family(tmp_path):
 def test_load_model_rebuilds_the_family_with_ema_weights_in_eval_mode(tmp_path):
     config = MODELS["dcgan"].Config(image_size=16, channels=1, num_classes=0, width=8)
     model = MODELS["dcgan"](config)
-    ema = MODELS["dcgan"](config).generator  # other weights, standing in for the EMA
+    ema = MODELS["dcgan"](config).sampling_network  # other weights, standing in for the EMA
     path = tmp_path / "dcgan.pt"
     save_checkpoint(
         path,
@@ -134,9 +134,9 @@ def test_load_model_rebuilds_the_family_with_ema_weights_in_eval_mode(tmp_path):
     assert type(loaded) is MODELS["dcgan"] and loaded.config == config
     assert not loaded.training
     for name, tensor in ema.state_dict().items():
-        assert torch.equal(loaded.generator.state_dict()[name], tensor)
-    for name, tensor in model.net_d.state_dict().items():
-        assert torch.equal(loaded.net_d.state_dict()[name], tensor)
+        assert torch.equal(loaded.sampling_network.state_dict()[name], tensor)
+    for name, tensor in model.discriminator.state_dict().items():
+        assert torch.equal(loaded.discriminator.state_dict()[name], tensor)
     assert checkpoint["meta"]["classes"] == []
 
     wrong = dataclasses.replace(config, width=16)

@@ -81,11 +81,11 @@ def test_samples_have_the_image_shape_and_range(sampler, conditional):
     model = DDPM(tiny_config(conditional=conditional, patch_size=2, attention_resolutions=()))
     perturb_zero_layers(model)
     model.configure_sampling(sampler, steps=4, eta=0.5, guidance_scale=2.0)
-    samples = model.sample(5, generator=torch.Generator().manual_seed(0))
+    samples = model.sample(5, rng=torch.Generator().manual_seed(0))
     assert samples.shape == (5, 1, 16, 16)
     assert samples.min() >= 0 and samples.max() <= 1
     assert samples.std() > 0.01
-    again = model.sample(5, generator=torch.Generator().manual_seed(0))
+    again = model.sample(5, rng=torch.Generator().manual_seed(0))
     assert torch.equal(samples, again)  # a seeded generator fixes the samples
 
 
@@ -154,7 +154,7 @@ def test_checkpoint_round_trip(tmp_path):
     model = DDPM(tiny_config(conditional=True, prediction="v", schedule="linear"))
     perturb_zero_layers(model)
     model.configure_sampling("ddim", steps=3)
-    expected = model.sample(3, generator=torch.Generator().manual_seed(1))
+    expected = model.sample(3, rng=torch.Generator().manual_seed(1))
     assert not any("schedule" in key for key in model.state_dict())  # derived, not stored
     path = tmp_path / "model.pt"
     save_checkpoint(
@@ -169,7 +169,7 @@ def test_checkpoint_round_trip(tmp_path):
     loaded, _ = load_model(path)
     assert loaded.config == model.config
     loaded.configure_sampling("ddim", steps=3)
-    assert torch.equal(loaded.sample(3, generator=torch.Generator().manual_seed(1)), expected)
+    assert torch.equal(loaded.sample(3, rng=torch.Generator().manual_seed(1)), expected)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +214,7 @@ def test_decode_is_the_deterministic_sampler_so_interpolation_walks_noise_space(
     perturb_zero_layers(model)
     model.configure_sampling(sampler="ddim", steps=5, eta=0.0)
     noise = torch.randn(3, *model.latent_shape, generator=torch.Generator().manual_seed(4))
-    sampled = model.sample(3, generator=torch.Generator().manual_seed(4))
+    sampled = model.sample(3, rng=torch.Generator().manual_seed(4))
     torch.testing.assert_close(model.decode(noise), sampled)
     strip = interpolation(model, rows=2, steps=4, seed=1)
     assert strip.shape == (8, 1, 16, 16) and strip.dtype == np.uint8

@@ -28,7 +28,7 @@ WORKER = textwrap.dedent(
     import torch
     import torch.distributed as dist
     from torch import nn
-    from aigc.training import World, any_rank, synchronise
+    from aigc.distributed import World, any_rank, synchronise
 
     out, synchronised = sys.argv[1], sys.argv[2] == "sync"
     dist.init_process_group("gloo")

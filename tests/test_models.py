@@ -122,10 +122,10 @@ def test_family_steps_and_samples(family, conditional):
         losses = model.train_step(images, labels)
     assert losses and all(isinstance(v, float) and math.isfinite(v) for v in losses.values())
     model.eval()
-    samples = model.sample(5, generator=torch.Generator().manual_seed(0))
+    samples = model.sample(5, rng=torch.Generator().manual_seed(0))
     assert samples.shape == (5, 1, 16, 16)
     assert samples.min() >= 0 and samples.max() <= 1
-    again = model.sample(5, generator=torch.Generator().manual_seed(0))
+    again = model.sample(5, rng=torch.Generator().manual_seed(0))
     assert torch.equal(samples, again)
     if conditional:  # the labels reach the generator: same noise, other class, other image
         zeros = model.sample(4, torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0))
@@ -184,7 +184,7 @@ def test_dcgan_attention_spectral_norm_and_hinge_construct_and_step():
     )
     attention = [m for m in model.modules() if isinstance(m, SelfAttention2d)]
     assert len(attention) == 2  # one in G, one in D
-    assert any(hasattr(m, "parametrizations") for m in model.net_d.modules())
+    assert any(hasattr(m, "parametrizations") for m in model.discriminator.modules())
     images, labels = batch(4, 1, 32)
     for _ in range(2):
         losses = model.train_step(images, labels)

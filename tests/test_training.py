@@ -108,8 +108,12 @@ def test_two_runs_of_one_config_give_identical_weights_and_samples(tmp_path, dat
         from aigc.checkpoint import load_model
 
         model, _ = load_model(tmp_path / name / "model.pt")
-        samples.append(model.sample(8, generator=torch.Generator().manual_seed(3)))
+        samples.append(model.sample(8, rng=torch.Generator().manual_seed(3)))
     assert torch.equal(samples[0], samples[1])
+    # The final checkpoint holds nothing that varies between identical runs (no timings), so
+    # its bytes, and so DVC's hash of it, are the same: nothing downstream re-runs.
+    model_bytes = [(tmp_path / name / "model.pt").read_bytes() for name in ("one", "two")]
+    assert model_bytes[0] == model_bytes[1]
 
 
 def test_training_writes_dvclive_logs_and_removes_its_resume_folder(tmp_path, data):
@@ -118,8 +122,9 @@ def test_training_writes_dvclive_logs_and_removes_its_resume_folder(tmp_path, da
     checkpoint = run_in_process(folder, data, "gan", overrides)
     assert checkpoint["step"] == 8 and checkpoint["family"] == "gan"
     meta = checkpoint["meta"]
-    assert meta["classes"] == ["a", "b", "c", "d"] and meta["train_seconds"] > 0
-    assert meta["images_per_second"] > 0 and meta["steps"] == 8
+    assert meta["classes"] == ["a", "b", "c", "d"] and meta["steps"] == 8
+    # Timings differ run to run: they go to the logs, never into the cached checkpoint.
+    assert "train_seconds" not in meta and "images_per_second" not in meta
     summary = json.loads((folder / "live" / "metrics.json").read_text())
     assert summary["train_seconds"] > 0 and summary["images_per_second"] > 0
     assert math.isfinite(summary["train"]["d_loss"])

@@ -1,88 +1,169 @@
-"""The interface every model family implements (see `aigc.models` for the contract), and the
-two shapes of it that several families share: a GAN on a noise vector, and a VAE's encoder and
-decoder (optionally conditional)."""
+"""The family contract: what every model family is and does, declared here once.
+
+- `FamilyConfig`: the fields every family's `Config` shares — the data's shape (`image_size`,
+  `channels`, `num_classes`, filled in from the training data, never from params.yaml),
+  `conditional`, and the Adam settings. A family's `Config` is a frozen dataclass that
+  subclasses it, adds its own fields and sets `family` (its key in `MODELS`, for messages).
+- `GenerativeModel`: the base class. A family builds its networks and `optimizers` in
+  `__init__` and implements the abstract members; the stages and the training loop call
+  nothing else:
+
+      train_step(images, labels) -> {"loss name": float}   the family's objective, one update
+      latent_shape, decode(latents, labels)                the noise `sample` draws and maps
+      sample(n, labels, rng) -> images in [0, 1]           (default: decode N(0, I) noise)
+      sampling_network                                     the submodule EMA averages
+      encodes, encode, reconstruct                         for families with an encoder
+      configure_sampling(...)                              for families with a sampler to set
+
+The two shapes several families share sit here too: `NoiseGAN` (a generator on a noise vector
+and a discriminator) and `VariationalAutoencoder` (a conditional-capable encoder and decoder).
+"""
 
 from __future__ import annotations
 
+import abc
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc.models.layers import ConvPyramid, adversarial_step, one_hot_maps, sampling_labels
+from aigc.models.layers import ConvPyramid, check_labels, one_hot_maps, sampling_labels
+from aigc.params import ParamsError, spec
 
 
-class GenerativeModel(nn.Module):
-    """Base class: a family sets `Config`, builds its networks and optimizers in `__init__`."""
+@dataclass(frozen=True, kw_only=True)
+class FamilyConfig:
+    """Shape of the data, conditioning and optimiser: the fields every family shares."""
 
-    Config: ClassVar[type]
-    encodes: ClassVar[bool] = False  # True for families with reconstruct/encode/decode
+    family: ClassVar[str] = "model"  # the family's key in MODELS (its params section)
 
-    def __init__(self, config) -> None:
+    image_size: int = spec(ge=4, doc="side of the square images (from the data)")
+    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
+    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
+    conditional: bool = spec(default=False, doc="class-conditional (needs labelled data)")
+    learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate")
+    beta1: float = spec(default=0.5, ge=0.0, lt=1.0, doc="Adam beta1")
+    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
+
+    def __post_init__(self) -> None:
+        if self.conditional and self.num_classes < 1:
+            raise ParamsError(
+                f"train.{self.family}.conditional = true needs labelled data; it has none"
+            )
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        return (self.beta1, self.beta2)
+
+
+class GenerativeModel(nn.Module, abc.ABC):
+    """Base class of every family (see the module docstring for the contract)."""
+
+    Config: ClassVar[type[FamilyConfig]]
+    encodes: ClassVar[bool] = False  # True: encode and reconstruct work
+
+    def __init__(self, config: FamilyConfig) -> None:
         super().__init__()
         self.config = config
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
-    @property
-    def generator(self) -> nn.Module:
-        """The submodule that `sample` runs; EMA averages its weights."""
-        raise NotImplementedError
+    # -- what a family implements ----------------------------------------------------------------
 
+    @abc.abstractmethod
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        raise NotImplementedError
+        """One update on float images (B, C, H, W) in [0, 1] and int64 labels (B,) (-1 =
+        unlabelled); returns the named losses of the step."""
+
+    @property
+    @abc.abstractmethod
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one noise sample that `decode` maps to an image (z, or x_T)."""
+
+    @abc.abstractmethod
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (B, C, H, W) in [0, 1] from latents (B, *latent_shape), deterministically."""
+
+    @property
+    @abc.abstractmethod
+    def sampling_network(self) -> nn.Module:
+        """The submodule `sample` runs; the loop's EMA averages its weights."""
+
+    # -- what a family may override --------------------------------------------------------------
 
     @torch.no_grad()
     def sample(
-        self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self, n: int, labels: torch.Tensor | None = None, rng: torch.Generator | None = None
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """n images (n, C, H, W) in [0, 1]: latents ~ N(0, I) from the CPU generator `rng`,
+        decoded; a conditional model gets `labels` (n,) or balanced classes."""
+        latents = torch.randn(n, *self.latent_shape, generator=rng).to(self.device)
+        return self.decode(latents, labels)
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no encoder")
+
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no encoder")
 
     def configure_sampling(
         self, sampler: str = "ddim", steps: int = 25, eta: float = 0.0, guidance_scale: float = 1.0
     ) -> None:
         """Set how `sample` runs; only families with an iterative sampler (diffusion) use it."""
 
+    # -- helpers for train_step ------------------------------------------------------------------
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.conditional
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def condition(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """The labels a training step conditions on: None for an unconditional model, else
+        `labels`, checked to be classes of the data."""
+        if not self.conditional:
+            return None
+        check_labels(labels, self.config.num_classes)
+        return labels
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """Zero the gradients of `optimizers[name]`, backpropagate `loss`, take the step."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
 
 class NoiseGAN(GenerativeModel):
-    """A GAN whose generator `net_g(z, labels)` maps noise z ~ N(0, I) of `latent_dim` to images
-    in [-1, 1] and whose discriminator `net_d` is trained against it by
-    `layers.adversarial_step`; a subclass builds the two networks."""
+    """A GAN whose `generator(z, labels)` maps noise z ~ N(0, I) of `latent_dim` to images in
+    [-1, 1] and whose `discriminator(images, labels)` gives one logit per image; the subclass
+    builds both networks and writes the adversarial objective in its own `train_step`."""
 
-    def __init__(self, config, net_g: nn.Module, net_d: nn.Module) -> None:
+    def __init__(self, config, generator: nn.Module, discriminator: nn.Module) -> None:
         super().__init__(config)
-        self.net_g, self.net_d = net_g, net_d
-        betas = (config.beta1, config.beta2)
+        self.generator, self.discriminator = generator, discriminator
+        rate, betas = config.learning_rate, config.betas
         self.optimizers = {
-            "generator": torch.optim.Adam(net_g.parameters(), config.learning_rate, betas),
-            "discriminator": torch.optim.Adam(net_d.parameters(), config.learning_rate, betas),
+            "generator": torch.optim.Adam(generator.parameters(), rate, betas),
+            "discriminator": torch.optim.Adam(discriminator.parameters(), rate, betas),
         }
 
     @property
-    def generator(self) -> nn.Module:
-        return self.net_g
+    def sampling_network(self) -> nn.Module:
+        return self.generator
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.latent_dim,)
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        return adversarial_step(self, images, labels)
-
     @torch.no_grad()
-    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
-        noise = torch.randn(n, *self.latent_shape, generator=generator).to(self.device)
-        return self.decode(noise, labels)
-
-    @torch.no_grad()
-    def decode(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from noise vectors (B, latent_dim)."""
-        labels = sampling_labels(self.config, len(noise), labels, self.device)
-        return (self.net_g(noise.to(self.device), labels).float() + 1) / 2
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        labels = sampling_labels(self.config, len(latents), labels, self.device)
+        return (self.generator(latents.to(self.device), labels).float() + 1) / 2
 
 
 def downsampling(config: ConvPyramid, inputs: int, batch_norm: bool) -> nn.Sequential:
@@ -136,12 +217,12 @@ class VariationalAutoencoder(GenerativeModel):
     """A VAE's shared half: `encoder(x)` gives the posterior (mu, logvar) of z, `decoder(z)` pixel
     logits; conditional models get one-hot label maps beside the image and a one-hot label
     beside z (a CVAE). Samples decode z ~ N(0, I), the prior. A subclass builds the two
-    networks (and anything else it trains) and defines `train_step`."""
+    networks (and anything else it trains) and writes its objective in `train_step`."""
 
     encodes = True
 
     @property
-    def generator(self) -> nn.Module:
+    def sampling_network(self) -> nn.Module:
         return self.decoder
 
     @property
@@ -153,36 +234,32 @@ class VariationalAutoencoder(GenerativeModel):
         return (self.config.latent_dim,)
 
     @torch.no_grad()
-    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
-        z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
-        return self.decode(z, labels)
-
-    @torch.no_grad()
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The posterior means mu (B, latent_dim) of images in [0, 1]."""
         labels = sampling_labels(self.config, len(images), labels, self.device)
-        mu, _ = self.encoder(self._encoder_input(images.to(self.device), labels))
+        mu, _ = self.encoder(self.encoder_input(images.to(self.device), labels))
         return mu
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from latents z (B, latent_dim)."""
-        labels = sampling_labels(self.config, len(z), labels, self.device)
-        logits = self.decoder(self._decoder_input(z.to(self.device), labels))
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        labels = sampling_labels(self.config, len(latents), labels, self.device)
+        logits = self.decoder(self.decoder_input(latents.to(self.device), labels))
         return torch.sigmoid(logits.float())
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(self.encode(images, labels), labels)
 
-    def _encoder_input(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def encoder_input(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Images (B, C, H, W), with one-hot label maps as K more channels when conditional."""
         if labels is None:
             return images
         size = self.config.image_size
         maps = one_hot_maps(labels, self.config.num_classes, size, size).to(images.dtype)
         return torch.cat([images, maps], dim=1)  # (B, C + K, H, W)
 
-    def _decoder_input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def decoder_input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """z (B, latent_dim), with a one-hot label beside it when conditional."""
         if labels is None:
             return z
         return torch.cat([z, F.one_hot(labels, self.config.num_classes).to(z.dtype)], dim=1)

@@ -15,16 +15,21 @@ side in both networks; `spectral_norm` normalises every discriminator layer (Miy
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from aigc.models.base import NoiseGAN
+from aigc.models.base import FamilyConfig, NoiseGAN
 from aigc.models.layers import (
     GAN_LOSSES,
     ClassProjection,
     ConvPyramid,
     SelfAttention2d,
+    d_scores,
+    discriminator_loss,
+    frozen,
+    generator_loss,
     init_dcgan_weights,
     with_spectral_norm,
 )
@@ -32,23 +37,19 @@ from aigc.params import ParamsError, spec
 
 
 @dataclass(frozen=True)
-class Config(ConvPyramid):
-    image_size: int = spec(ge=16, doc="side of the square images (from the data)")
-    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
-    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
-    conditional: bool = spec(default=False, doc="feed class labels to G and D")
+class Config(ConvPyramid, FamilyConfig):
+    family: ClassVar[str] = "dcgan"
+
     latent_dim: int = spec(default=64, ge=1, doc="size of the noise vector z")
     width: int = spec(default=32, ge=1, doc="channels at side image_size/2, doubled per halving")
     loss: str = spec(default="bce", choices=GAN_LOSSES, doc="GAN objective")
     label_smoothing: float = spec(default=0.0, ge=0.0, lt=1.0, doc="one-sided, bce only")
     spectral_norm: bool = spec(default=False, doc="spectral norm on D's layers")
     attention_resolution: int = spec(default=0, ge=0, doc="side of the SAGAN block (0 = none)")
-    learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate of G and D")
-    beta1: float = spec(default=0.5, ge=0.0, lt=1.0, doc="Adam beta1")
-    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
 
     def __post_init__(self) -> None:
-        self.check_pyramid("dcgan", 16, "DCGAN")
+        super().__post_init__()
+        self.check_pyramid(16, "DCGAN")
         sides = self.sides()
         if self.attention_resolution and self.attention_resolution not in sides:
             raise ParamsError(
@@ -134,6 +135,30 @@ class DCGAN(NoiseGAN):
     def __init__(self, config: Config) -> None:
         super().__init__(config, Generator(config), Discriminator(config))
         self.apply(init_dcgan_weights)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One alternating update of D, then G (Goodfellow et al. 2014, algorithm 1, k = 1),
+        with the non-saturating loss or the hinge loss of SAGAN."""
+        config = self.config
+        labels = self.condition(labels)
+        real = images * 2 - 1  # (B, C, H, W) in [-1, 1], the range of G's tanh
+        noise = torch.randn(len(images), config.latent_dim, device=images.device)
+        fake = self.generator(noise, labels)
+
+        # Discriminator: maximise log D(x) + log(1 - D(G(z))), or minimise the hinge loss
+        # max(0, 1 - D(x)) + max(0, 1 + D(G(z))).
+        real_logits = self.discriminator(real, labels)
+        fake_logits = self.discriminator(fake.detach(), labels)
+        d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.label_smoothing)
+        self.optimize("discriminator", d_loss)
+
+        # Generator: minimise -log D(G(z)) (bce) or -D(G(z)) (hinge), through a frozen D.
+        with frozen(self.discriminator):
+            g_loss = generator_loss(self.discriminator(fake, labels), config.loss)
+            self.optimize("generator", g_loss)
+        return {"d_loss": d_loss.item(), "g_loss": g_loss.item()} | d_scores(
+            real_logits, fake_logits
+        )
 
 
 MODEL = DCGAN

@@ -21,6 +21,7 @@ out = out(null) + s (out(y) - out(null)); s = 0 is unconditional, s = 1 conditio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ from aigc.diffusion import (
     ddpm_sample,
     guided_output,
 )
-from aigc.models.base import GenerativeModel
+from aigc.models.base import FamilyConfig, GenerativeModel
 from aigc.models.layers import check_labels, sampling_labels
 from aigc.models.unet import UNet
 from aigc.params import ParamsError, spec
@@ -43,11 +44,9 @@ GRADIENT_CLIP = 1.0  # max global gradient norm (Ho et al.'s implementation)
 
 
 @dataclass(frozen=True)
-class Config:
-    image_size: int = spec(ge=4, doc="side of the square images (from the data)")
-    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
-    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
-    conditional: bool = spec(default=False, doc="class-conditional via cross-attention + CFG")
+class Config(FamilyConfig):
+    family: ClassVar[str] = "ddpm"
+
     patch_size: int = spec(default=1, ge=1, doc="pixels per side folded into channels")
     width: int = spec(default=32, ge=1, doc="channels of the first U-Net level")
     channel_multipliers: tuple[int, ...] = spec(default=(1, 2, 2), ge=1, doc="per level")
@@ -59,11 +58,10 @@ class Config:
     prediction: str = spec(default="eps", choices=PREDICTIONS, doc="what the U-Net predicts")
     min_snr_gamma: float = spec(default=0.0, ge=0.0, doc="Min-SNR loss weighting (0 = off)")
     label_dropout: float = spec(default=0.1, ge=0.0, le=1.0, doc="P(label -> null) in training")
-    learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate")
     beta1: float = spec(default=0.9, ge=0.0, lt=1.0, doc="Adam beta1")
-    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # A checkpoint's config comes back with lists; the dataclass is frozen and hashable.
         for name in ("channel_multipliers", "attention_resolutions"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -100,8 +98,6 @@ class Config:
                 f"train.ddpm.width = {self.width} is not allowed: the time embedding needs an "
                 "even width"
             )
-        if self.conditional and self.num_classes < 1:
-            raise ParamsError("train.ddpm.conditional = true needs labelled data; it has none")
 
     def sides(self) -> list[int]:
         """Feature-map sides of the U-Net's levels: image_size / patch_size, then halved."""
@@ -127,14 +123,12 @@ class DDPM(GenerativeModel):
             num_classes=config.num_classes if config.conditional else 0,
         )
         self.optimizers = {
-            "unet": torch.optim.Adam(
-                self.unet.parameters(), config.learning_rate, (config.beta1, config.beta2)
-            )
+            "unet": torch.optim.Adam(self.unet.parameters(), config.learning_rate, config.betas)
         }
         self.configure_sampling(steps=min(25, config.timesteps))
 
     @property
-    def generator(self) -> nn.Module:
+    def sampling_network(self) -> nn.Module:
         return self.unet
 
     def configure_sampling(
@@ -174,6 +168,7 @@ class DDPM(GenerativeModel):
         return (self.schedule.loss_weights(t, self.config.min_snr_gamma) * errors).mean()
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One Adam step on the denoising loss, the gradient norm clipped at GRADIENT_CLIP."""
         loss = self.loss(images, labels)
         optimizer = self.optimizers["unet"]
         optimizer.zero_grad(set_to_none=True)
@@ -197,16 +192,14 @@ class DDPM(GenerativeModel):
         return guided
 
     @torch.no_grad()
-    def sample(self, n, labels=None, generator=None) -> torch.Tensor:
+    def sample(self, n, labels=None, rng=None) -> torch.Tensor:
         labels = sampling_labels(self.config, n, labels, self.device)
         denoiser = self.denoiser(labels)
         shape = (n, self.config.channels, self.config.image_size, self.config.image_size)
         if self.sampler == "ddpm":
-            x0 = ddpm_sample(self.schedule, denoiser, shape, generator, self.device)
+            x0 = ddpm_sample(self.schedule, denoiser, shape, rng, self.device)
         else:
-            x0 = ddim_sample(
-                self.schedule, denoiser, shape, self.steps, self.eta, generator, self.device
-            )
+            x0 = ddim_sample(self.schedule, denoiser, shape, self.steps, self.eta, rng, self.device)
         return ((x0.float() + 1) / 2).clamp(0, 1)
 
     @property
@@ -215,18 +208,18 @@ class DDPM(GenerativeModel):
         return (self.config.channels, self.config.image_size, self.config.image_size)
 
     @torch.no_grad()
-    def decode(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images from given x_T by deterministic DDIM (eta = 0, the configured steps), so that
         nearby noise gives nearby images whichever sampler `sample` uses."""
-        labels = sampling_labels(self.config, len(noise), labels, self.device)
+        labels = sampling_labels(self.config, len(latents), labels, self.device)
         x0 = ddim_sample(
             self.schedule,
             self.denoiser(labels),
-            tuple(noise.shape),
+            tuple(latents.shape),
             self.steps if self.sampler == "ddim" else min(25, self.config.timesteps),
             eta=0.0,
             device=self.device,
-            start=noise,
+            start=latents,
         )
         return ((x0.float() + 1) / 2).clamp(0, 1)
 

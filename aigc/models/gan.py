@@ -11,41 +11,40 @@ and the discriminator adds the projection term (Miyato & Koyama 2018; see layers
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from aigc.models.base import NoiseGAN
+from aigc.models.base import FamilyConfig, NoiseGAN
 from aigc.models.layers import (
     GAN_LOSSES,
     ClassProjection,
+    d_scores,
+    discriminator_loss,
+    frozen,
+    generator_loss,
 )
 from aigc.params import ParamsError, spec
 
 
 @dataclass(frozen=True)
-class Config:
-    image_size: int = spec(ge=8, doc="side of the square images (from the data)")
-    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
-    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
-    conditional: bool = spec(default=False, doc="feed class labels to G and D")
+class Config(FamilyConfig):
+    family: ClassVar[str] = "gan"
+
     latent_dim: int = spec(default=64, ge=1, doc="size of the noise vector z")
     width: int = spec(default=256, ge=1, doc="hidden units of the generator's first layer")
     discriminator_width: int = spec(default=32, ge=1, doc="channels of D's first conv")
     loss: str = spec(default="bce", choices=GAN_LOSSES, doc="GAN objective")
     label_smoothing: float = spec(default=0.0, ge=0.0, lt=1.0, doc="one-sided, bce only")
-    learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate of G and D")
-    beta1: float = spec(default=0.5, ge=0.0, lt=1.0, doc="Adam beta1")
-    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.image_size % 8:
             raise ParamsError(
                 f"train.gan: image_size = {self.image_size} (data.image_size) is not allowed; "
                 "the GAN's discriminator needs a multiple of 8"
             )
-        if self.conditional and self.num_classes < 1:
-            raise ParamsError("train.gan.conditional = true needs labelled data; it has none")
 
 
 class Generator(nn.Module):
@@ -117,6 +116,28 @@ class GAN(NoiseGAN):
         # PyTorch's default init: N(0, 0.02) (DCGAN's) makes an MLP generator map every z to
         # nearly the same image, so it collapses at once.
         super().__init__(config, Generator(config), Discriminator(config))
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One alternating update of D, then G (Goodfellow et al. 2014, algorithm 1, k = 1)."""
+        config = self.config
+        labels = self.condition(labels)
+        real = images * 2 - 1  # (B, C, H, W) in [-1, 1], the range of G's tanh
+        noise = torch.randn(len(images), config.latent_dim, device=images.device)
+        fake = self.generator(noise, labels)
+
+        # Discriminator: maximise log D(x) + log(1 - D(G(z))) (or the hinge form).
+        real_logits = self.discriminator(real, labels)
+        fake_logits = self.discriminator(fake.detach(), labels)
+        d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.label_smoothing)
+        self.optimize("discriminator", d_loss)
+
+        # Generator: minimise the non-saturating -log D(G(z)) (or -D(G(z)) for hinge).
+        with frozen(self.discriminator):
+            g_loss = generator_loss(self.discriminator(fake, labels), config.loss)
+            self.optimize("generator", g_loss)
+        return {"d_loss": d_loss.item(), "g_loss": g_loss.item()} | d_scores(
+            real_logits, fake_logits
+        )
 
 
 MODEL = GAN

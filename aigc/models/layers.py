@@ -10,11 +10,17 @@
   the latent vector (`nn.Embedding`, as in Mirza & Osindero 2014); discriminators use the
   projection term `ClassProjection` (Miyato & Koyama 2018, https://arxiv.org/abs/1802.05637);
   encoders take one-hot label maps concatenated to the image channels (`one_hot_maps`).
-- `adversarial_step`: one alternating D/G update for any model with `net_g` and `net_d`.
+- `d_scores`: the discriminator's mean outputs, logged beside the GAN losses.
+- `frozen`: a network that passes gradients to its inputs but not its weights (a GAN's D
+  during the generator's update).
+- `reparameterise`, `gaussian_kl`: the Gaussian latent of the VAEs (Kingma & Welling 2014).
 - `count_parameters`, `init_dcgan_weights` (N(0, 0.02), Radford et al. 2016).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +32,10 @@ __all__ = [
     "GAN_LOSSES",
     "discriminator_loss",
     "generator_loss",
-    "adversarial_step",
+    "d_scores",
+    "frozen",
+    "reparameterise",
+    "gaussian_kl",
     "SelfAttention2d",
     "with_spectral_norm",
     "ClassProjection",
@@ -83,42 +92,40 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor
     raise ValueError(f"unknown GAN loss {kind!r}; allowed: {', '.join(GAN_LOSSES)}")
 
 
-def adversarial_step(model, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """One alternating GAN update (Goodfellow et al. 2014, algorithm 1, k = 1).
-
-    `model` has `net_g`, `net_d`, `optimizers` {"generator", "discriminator"} and a config with
-    latent_dim, conditional, num_classes, loss, label_smoothing; images are in [0, 1].
-    """
-    config = model.config
-    real = images * 2 - 1  # (B, C, H, W) in [-1, 1], the range of G's tanh
-    labels = labels if config.conditional else None
-    if labels is not None:
-        check_labels(labels, config.num_classes)
-    noise = torch.randn(len(images), config.latent_dim, device=images.device)
-    fake = model.net_g(noise, labels)
-
-    # Discriminator: maximise log D(x) + log(1 - D(G(z))) (or the hinge form).
-    real_logits = model.net_d(real, labels)
-    fake_logits = model.net_d(fake.detach(), labels)
-    d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.label_smoothing)
-    model.optimizers["discriminator"].zero_grad(set_to_none=True)
-    d_loss.backward()
-    model.optimizers["discriminator"].step()
-
-    # Generator: minimise -log D(G(z)), the non-saturating loss (or -D(G(z)) for hinge).
-    model.net_d.requires_grad_(False)  # gradients flow through D to G, not into D's weights
-    g_loss = generator_loss(model.net_d(fake, labels), config.loss)
-    model.optimizers["generator"].zero_grad(set_to_none=True)
-    g_loss.backward()
-    model.optimizers["generator"].step()
-    model.net_d.requires_grad_(True)
-
+def d_scores(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, float]:
+    """The discriminator's mean probabilities on real and generated images, for the logs: a
+    balanced game keeps them apart but short of 1 and 0."""
     return {
-        "d_loss": d_loss.item(),
-        "g_loss": g_loss.item(),
         "d_real": torch.sigmoid(real_logits.detach().float()).mean().item(),
         "d_fake": torch.sigmoid(fake_logits.detach().float()).mean().item(),
     }
+
+
+@contextlib.contextmanager
+def frozen(network: nn.Module) -> Iterator[None]:
+    """Inside, `network`'s weights get no gradients (gradients still flow through it to its
+    inputs: how a generator learns through the discriminator)."""
+    network.requires_grad_(False)
+    try:
+        yield
+    finally:
+        network.requires_grad_(True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Gaussian latent of VAEs.
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps with eps ~ N(0, I) (Kingma & Welling 2014, section 2.4)."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) summed over latent dimensions and batch:
+    -1/2 sum(1 + logvar - mu^2 - exp(logvar)) (Kingma & Welling 2014, appendix B)."""
+    mu, logvar = mu.float(), logvar.float()
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,18 +248,16 @@ def _parametrized(module: nn.Module) -> bool:
 class ConvPyramid:
     """Config helpers for the families whose networks halve the side from image_size / 2 down
     to 4 while doubling the channels (dcgan, vae, vaegan); mixed into their frozen dataclasses,
-    which have `image_size`, `width`, `num_classes` and `conditional` fields."""
+    which have `image_size`, `width`, `num_classes`, `conditional` fields and a `family`."""
 
-    def check_pyramid(self, family: str, minimum: int, name: str) -> None:
-        """A clear error for an image size the pyramid cannot take, or labels that are missing."""
+    def check_pyramid(self, minimum: int, name: str) -> None:
+        """A clear error for an image size the pyramid cannot take."""
         size = self.image_size
         if size < minimum or size & (size - 1):
             raise ParamsError(
-                f"train.{family}: image_size = {size} (data.image_size) is not allowed; "
+                f"train.{self.family}: image_size = {size} (data.image_size) is not allowed; "
                 f"{name} needs a power of two >= {minimum}"
             )
-        if self.conditional and self.num_classes < 1:
-            raise ParamsError(f"train.{family}.conditional = true needs labelled data; it has none")
 
     @property
     def label_inputs(self) -> int:

@@ -28,39 +28,45 @@ decoder a one-hot label beside z (as the CVAE in vae.py) and the discriminator a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc.models.base import Decoder, Encoder, VariationalAutoencoder, downsampling
+from aigc.models.base import (
+    Decoder,
+    Encoder,
+    FamilyConfig,
+    VariationalAutoencoder,
+    downsampling,
+)
 from aigc.models.layers import (
     ClassProjection,
     ConvPyramid,
-    check_labels,
+    d_scores,
     discriminator_loss,
+    frozen,
+    gaussian_kl,
     generator_loss,
+    reparameterise,
 )
 from aigc.params import spec
 
 
 @dataclass(frozen=True)
-class Config(ConvPyramid):
-    image_size: int = spec(ge=8, doc="side of the square images (from the data)")
-    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
-    num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
-    conditional: bool = spec(default=False, doc="labels enter encoder, decoder, discriminator")
+class Config(ConvPyramid, FamilyConfig):
+    family: ClassVar[str] = "vaegan"
+
     latent_dim: int = spec(default=32, ge=1, doc="size of z")
     width: int = spec(default=32, ge=1, doc="channels at side image_size/2, doubled per halving")
     beta: float = spec(default=1.0, ge=0.0, doc="weight of the KL term")
     adversarial_weight: float = spec(default=0.05, ge=0.0, doc="GAN term in the decoder's loss")
     feature_weight: float = spec(default=1.0, ge=0.0, doc="discriminator-feature matching term")
-    learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate of all three")
-    beta1: float = spec(default=0.5, ge=0.0, lt=1.0, doc="Adam beta1")
-    beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
 
     def __post_init__(self) -> None:
-        self.check_pyramid("vaegan", 8, "the VAE-GAN")
+        super().__post_init__()
+        self.check_pyramid(8, "the VAE-GAN")
 
 
 class Discriminator(nn.Module):
@@ -94,24 +100,22 @@ class VAEGAN(VariationalAutoencoder):
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         self.discriminator = Discriminator(config)
-        betas = (config.beta1, config.beta2)
         self.optimizers = {
-            name: torch.optim.Adam(getattr(self, name).parameters(), config.learning_rate, betas)
-            for name in ("encoder", "decoder", "discriminator")
+            name: torch.optim.Adam(network.parameters(), config.learning_rate, config.betas)
+            for name, network in self.named_children()
         }
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One update of D, then of encoder and decoder (Larsen et al. 2016, algorithm 1)."""
         config = self.config
-        labels = labels if config.conditional else None
-        if labels is not None:
-            check_labels(labels, config.num_classes)
+        labels = self.condition(labels)
         count = len(images)
-        mu, logvar = self.encoder(self._encoder_input(images, labels))
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation
+        mu, logvar = self.encoder(self.encoder_input(images, labels))
+        z = reparameterise(mu, logvar)
         z_prior = torch.randn_like(mu)
         both_labels = torch.cat([labels, labels]) if labels is not None else None
         # Reconstructions and prior samples in one decoder batch: (2B, C, H, W) logits.
-        logits = self.decoder(self._decoder_input(torch.cat([z, z_prior]), both_labels)).float()
+        logits = self.decoder(self.decoder_input(torch.cat([z, z_prior]), both_labels)).float()
         fakes = torch.sigmoid(logits) * 2 - 1  # (2B, C, H, W) in [-1, 1], as D sees real ones
         real = images * 2 - 1
 
@@ -119,30 +123,27 @@ class VAEGAN(VariationalAutoencoder):
         real_logits, _ = self.discriminator(real, labels)
         fake_logits, _ = self.discriminator(fakes.detach(), both_labels)
         d_loss = discriminator_loss(real_logits, fake_logits)
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
 
         # Encoder and decoder, against the updated discriminator (frozen here).
-        self.discriminator.requires_grad_(False)
-        with torch.no_grad():
-            _, real_features = self.discriminator(real, labels)
-        fake_logits_now, fake_features = self.discriminator(fakes, both_labels)
-        reconstruction = F.binary_cross_entropy_with_logits(logits[:count], images)
-        feature = F.mse_loss(fake_features[:count].float(), real_features.float())
-        mu, logvar = mu.float(), logvar.float()
-        # KL(N(mu, sigma^2) || N(0, I)) = -1/2 sum(1 + logvar - mu^2 - exp(logvar)) (Kingma &
-        # Welling 2014, appendix B), per image, then per pixel.
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / images[0].numel() / count
-        adversarial = generator_loss(fake_logits_now)
-        shared = reconstruction + config.feature_weight * feature
-        for name in ("encoder", "decoder"):
-            self.optimizers[name].zero_grad(set_to_none=True)
-        (shared + config.beta * kl).backward(retain_graph=True)  # encoder and decoder
-        (config.adversarial_weight * adversarial).backward(inputs=list(self.decoder.parameters()))
-        self.optimizers["encoder"].step()
-        self.optimizers["decoder"].step()
-        self.discriminator.requires_grad_(True)
+        with frozen(self.discriminator):
+            with torch.no_grad():
+                _, real_features = self.discriminator(real, labels)
+            fake_logits_now, fake_features = self.discriminator(fakes, both_labels)
+            reconstruction = F.binary_cross_entropy_with_logits(logits[:count], images)
+            feature = F.mse_loss(fake_features[:count].float(), real_features.float())
+            kl = gaussian_kl(mu, logvar) / images[0].numel() / count  # per image, then per pixel
+            adversarial = generator_loss(fake_logits_now)
+            shared = reconstruction + config.feature_weight * feature
+            for name in ("encoder", "decoder"):
+                self.optimizers[name].zero_grad(set_to_none=True)
+            (shared + config.beta * kl).backward(retain_graph=True)  # encoder and decoder
+            # The adversarial term reaches the decoder only (Larsen et al.: no GAN gradient
+            # into the encoder).
+            adversarial_loss = config.adversarial_weight * adversarial
+            adversarial_loss.backward(inputs=list(self.decoder.parameters()))
+            self.optimizers["encoder"].step()
+            self.optimizers["decoder"].step()
 
         return {
             "reconstruction": reconstruction.item(),
@@ -150,9 +151,7 @@ class VAEGAN(VariationalAutoencoder):
             "feature": feature.item(),
             "g_loss": adversarial.item(),
             "d_loss": d_loss.item(),
-            "d_real": torch.sigmoid(real_logits.detach()).mean().item(),
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean().item(),
-        }
+        } | d_scores(real_logits, fake_logits)
 
 
 MODEL = VAEGAN

@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Overrides applied to params.yaml for tests: the `shapes` source at 16x16, tiny models.
 TINY = {
-    "models": ["gan", "dcgan", "vae", "vaegan", "ddpm"],
     "data": {"source": "shapes", "image_size": 16, "shapes_per_class": 40},
     "augment": {"batch_size": 256, "preview": 4},
     "evaluator": {"epochs": 2, "patience": 1, "batch_size": 64, "width": 8, "embedding_dim": 16},

@@ -1,0 +1,138 @@
+"""The family contract, checked on every family registered in `MODELS`.
+
+One parametrised test trains each family a few steps through the real loop, stops it with
+SIGTERM half-way and resumes it, and checks what every stage relies on: the resumed run ends
+with the weights (EMA included) of an uninterrupted one; the checkpoint rebuilds the model;
+`sample` gives seeded images in [0, 1]; `decode` maps `latent_shape` noise to images; encoders
+reconstruct; a conditional model takes labels and refuses labels it does not know. A family
+added to `MODELS` is picked up without touching this file: `test_a_new_family_...` registers
+the toy family of `toy_family.py` (one file, one line in MODELS, one params section) and runs
+the same checks on it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import toy_family
+import yaml
+from conftest import REPO, TINY, image_set, write_params
+
+from aigc.checkpoint import load_checkpoint, load_model
+from aigc.imagesets import load_image_set, save_image_set
+from aigc.models import MODELS
+from aigc.models.base import GenerativeModel
+from aigc.sampling import interpolation
+from aigc.training import TrainingStopped, read_train_params, resume_key, train
+
+STEPS = 6  # training steps of each run
+STOP_AT = 3  # the step after which the interrupted run gets SIGTERM
+
+
+def test_every_family_in_params_is_registered_and_every_registered_one_has_params():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert set(params["models"]) <= set(MODELS)
+    assert all(family in params["train"] for family in MODELS)
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_family_contract(family, tmp_path, monkeypatch, one_torch_thread):
+    check_contract(family, TINY["train"].get(family, {}), tmp_path, monkeypatch)
+
+
+def test_a_new_family_needs_one_file_one_registry_line_one_params_section(
+    tmp_path, monkeypatch, one_torch_thread
+):
+    monkeypatch.setitem(MODELS, "toy", toy_family.MODEL)  # the one line in MODELS
+    check_contract("toy", {"latent_dim": 4, "learning_rate": 0.01}, tmp_path, monkeypatch)
+
+
+def check_contract(family: str, section: dict, tmp_path: Path, monkeypatch) -> None:
+    data = tmp_path / "data"
+    save_image_set(data, image_set(96, seed=3))
+    section = {**section, "epochs": 0, "steps": STEPS, "batch_size": 16, "ema_decay": 0.9}
+
+    whole = run(tmp_path / "whole", data, family, section)
+    with monkeypatch.context() as patch:
+        stop_after(STOP_AT, MODELS[family], patch)
+        with pytest.raises(TrainingStopped):
+            run(tmp_path / "resumed", data, family, section)
+    assert list((tmp_path / "resumed" / ".resume").glob("*/last.pt"))
+    resumed = run(tmp_path / "resumed", data, family, section)
+    assert resumed["step"] == whole["step"] == STEPS
+    for part in ("model", "ema"):
+        assert whole[part] is not None, f"{family}: no {part} weights saved"
+        for name, tensor in whole[part].items():
+            assert torch.equal(tensor, resumed[part][name]), f"{family}: {part}.{name} differs"
+
+    model, _ = load_model(tmp_path / "whole" / "model.pt")
+    assert isinstance(model, GenerativeModel) and not model.training
+    check_sampling(model)
+    conditional = {**section, "conditional": True, "steps": 2}
+    run(tmp_path / "conditional", data, family, conditional)
+    check_conditional(load_model(tmp_path / "conditional" / "model.pt")[0])
+
+
+def run(folder: Path, data: Path, family: str, section: dict) -> dict:
+    """Train through the real loop with params read as the train stage reads them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    overrides = {"train": {"common": {"checkpoint_every": 2, "device": "cpu"}, family: section}}
+    params = write_params(folder, overrides)
+    images = load_image_set(data, mmap=False)
+    common, loop, config, raw = read_train_params(params, family, images)
+    resume_dir = folder / ".resume" / resume_key(raw, images)
+    out = folder / "model.pt"
+    train(family, config, loop, common, images, out=out, live_dir=folder / "live",
+          resume_dir=resume_dir, meta={"classes": images.classes})  # fmt: skip
+    return load_checkpoint(out)
+
+
+def stop_after(steps: int, model_class: type, monkeypatch) -> None:
+    """Make `model_class.train_step` send this process SIGTERM once `steps` steps are done."""
+    real_step = model_class.train_step
+    done = []
+
+    def step_then_stop(self, images, labels):
+        losses = real_step(self, images, labels)
+        done.append(1)
+        if len(done) == steps:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return losses
+
+    monkeypatch.setattr(model_class, "train_step", step_then_stop)
+
+
+def check_sampling(model: GenerativeModel) -> None:
+    config = model.config
+    shape = (6, config.channels, config.image_size, config.image_size)
+    samples = model.sample(6, rng=torch.Generator().manual_seed(0))
+    assert samples.shape == shape and samples.dtype == torch.float32
+    assert 0 <= samples.min() and samples.max() <= 1
+    assert torch.equal(samples, model.sample(6, rng=torch.Generator().manual_seed(0)))
+    assert not torch.equal(samples, model.sample(6, rng=torch.Generator().manual_seed(1)))
+    latents = torch.randn(6, *model.latent_shape, generator=torch.Generator().manual_seed(2))
+    decoded = model.decode(latents)
+    assert decoded.shape == shape and torch.equal(decoded, model.decode(latents))
+    assert any(module is model.sampling_network for module in model.modules())
+    strip = interpolation(model, rows=2, steps=3)
+    assert strip.shape == shape and strip.dtype == np.uint8
+    if model.encodes:
+        assert model.reconstruct(samples).shape == shape
+    else:
+        with pytest.raises(NotImplementedError):
+            model.reconstruct(samples)
+
+
+def check_conditional(model: GenerativeModel) -> None:
+    assert model.conditional
+    count = model.config.num_classes
+    labels = torch.arange(count)
+    samples = model.sample(count, labels, rng=torch.Generator().manual_seed(0))
+    assert samples.shape[0] == count and 0 <= samples.min() and samples.max() <= 1
+    with pytest.raises(ValueError, match="labels in 0"):
+        model.sample(2, torch.tensor([0, count]))

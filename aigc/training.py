@@ -18,13 +18,15 @@ done. Around that one call it keeps:
   the last periodic checkpoint. On CPU a resumed run ends with the same weights as one that was
   never stopped (the torch RNG state travels in the checkpoint);
 - a NaN or Inf loss raises `TrainingError` naming the loss and step; nothing is written to `out`;
-- data parallel under `torchrun --nproc_per_node N -m stages.train ...`: every process holds the
-  whole model and takes 1/N of each batch; gradients are averaged across processes as each one
-  is accumulated (so a family's own optimizers step on the same gradients everywhere), over
-  NCCL on CUDA (one GPU per process) or gloo on CPU. Only rank 0 logs and writes files; a NaN
-  or a stop signal on any rank stops every rank at the same step.
+- data parallel under `torchrun --nproc_per_node N -m stages.train ...` (aigc/distributed.py,
+  which states exactly what it preserves): every process takes 1/N of each batch, gradients
+  are averaged, `sync_batch_norm` normalises over the global batch. Only rank 0 logs and
+  writes files; a NaN or a stop signal on any rank stops every rank at the same step.
 
-On success the final checkpoint goes to `out` (aigc.checkpoint) and `resume_dir` is removed.
+On success the final checkpoint goes to `out` (aigc.checkpoint; no timings inside, so identical
+runs give identical files) and `resume_dir` is removed. The pieces: `Run` (model, EMA, step and
+its checkpoints), `start_run` (fresh or resumed), `Batches`, `Progress` (dvclive and tqdm),
+`Stopwatch`, `check_finite`.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ done. Around that one call it keeps:
 
 On success the final checkpoint goes to `out` (aigc.checkpoint; no timings inside, so identical
 runs give identical files) and `resume_dir` is removed. The pieces: `Run` (model, EMA, step and
-its checkpoints), `start_run` (fresh or resumed), `Batches`, `Progress` (dvclive and tqdm),
-`Stopwatch`, `check_finite`.
+its checkpoints), `start_run` (fresh or resumed), `Batches`, `check_finite`; logging and
+timings are in aigc/progress.py, data parallel in aigc/distributed.py.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ import os
 import shutil
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from aigc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from aigc.distributed import any_rank, convert_sync_batch_norm, join_world, leave_world, synchronise
@@ -59,6 +57,7 @@ from aigc.imagesets import ImageSet
 from aigc.models import MODELS, build_model
 from aigc.models.base import GenerativeModel
 from aigc.params import ParamsError, from_dict, read_params, spec
+from aigc.progress import Progress, Stopwatch
 
 __all__ = [
     "CommonParams",
@@ -367,86 +366,6 @@ class Batches:
         return step % self.steps_per_epoch == 0
 
 
-class Progress:
-    """dvclive and a tqdm bar: mean losses every `log_every` steps, a sample grid per epoch,
-    params, and the summary (timings) when the run ends. Quiet on processes other than 0."""
-
-    def __init__(self, family, live_dir, step, total_steps, steps_per_epoch, world) -> None:
-        from dvclive import Live  # here: it is slow to import and only training needs it
-
-        self.family, self.total_steps, self.steps_per_epoch = family, total_steps, steps_per_epoch
-        self.live = None
-        if world.main:
-            self.live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=step > 0)
-        self.bar = tqdm(total=total_steps, initial=step, desc=family, dynamic_ncols=True,
-                        mininterval=1.0, disable=not world.main)  # fmt: skip
-        self.running: dict[str, float] = {}  # loss sums since the last log
-        self.running_steps = 0
-        self.last: dict[str, float] = {}
-        self.summary: dict[str, float] = {}
-
-    def log_params(self, config, loop, common) -> None:
-        if self.live is not None:
-            params = {**plain(dataclasses.asdict(config)), **dataclasses.asdict(loop)}
-            self.live.log_params({"family": self.family, **params, **dataclasses.asdict(common)})
-
-    def record(self, step: int, losses: Mapping[str, float], every: int) -> None:
-        """Add a step's losses; every `every` steps (and at the end) log their means."""
-        self.bar.update(1)
-        self.last = dict(losses)
-        for name, value in losses.items():
-            self.running[name] = self.running.get(name, 0.0) + value
-        self.running_steps += 1
-        if step % every and step != self.total_steps:
-            return
-        means = {name: total / self.running_steps for name, total in self.running.items()}
-        if self.live is not None:
-            self.live.step = step
-            for name, value in means.items():
-                self.live.log_metric(f"train/{name}", value)
-            self.live.log_metric("epoch", step / self.steps_per_epoch)
-            self.live.make_summary()
-        self.bar.set_postfix({name: f"{value:.3g}" for name, value in means.items()})
-        self.running, self.running_steps = {}, 0
-
-    def grid(self, step: int, make_grid: Callable[[], np.ndarray]) -> None:
-        """Log the epoch's sample grid (made only on process 0) and a line of its losses."""
-        if self.live is None:
-            return
-        epoch = math.ceil(step / self.steps_per_epoch)
-        self.live.log_image(f"samples/epoch_{epoch:03d}.png", make_grid())
-        total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        losses = ", ".join(f"{name} {value:.3g}" for name, value in self.last.items())
-        self.bar.write(
-            f"{self.family}: epoch {epoch}/{total_epochs}, step {step}/{self.total_steps}: {losses}"
-        )
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.bar.close()
-        if self.live is not None:
-            self.live.summary.update(self.summary)
-            self.live.end()
-
-
-class Stopwatch:
-    """Training seconds across resumes (`seconds`), and this run's rates (`rates`)."""
-
-    def __init__(self, seconds_before: float) -> None:
-        self.before = seconds_before
-        self.started = time.perf_counter()
-
-    def seconds(self) -> float:
-        return self.before + time.perf_counter() - self.started
-
-    def rates(self, images_done: int) -> dict[str, float]:
-        elapsed = time.perf_counter() - self.started
-        rate = images_done / elapsed if elapsed > 0 and images_done else 0.0
-        return {"train_seconds": self.seconds(), "images_per_second": rate}
-
-
 def check_finite(losses: Mapping[str, float], world, step: int, family: str, config) -> None:
     """Raise `TrainingError` naming the loss that is NaN or infinite at `step`, on this process
     or another (every process votes on every loss, so all stop together, naming the same)."""
@@ -556,8 +475,3 @@ def stop_signals() -> Iterator[_StopFlag]:
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
-
-
-def plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Config values as dvclive params accept them (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}

@@ -95,18 +95,25 @@ def test_conditional_samples_carry_the_requested_labels(tmp_path, monkeypatch):
     assert figures == ["classes.png", "grid.png", "interpolation.png"]
 
 
-def test_classes_flag_asks_a_conditional_model_for_named_or_numbered_classes(tmp_path, monkeypatch):
+def test_classes_flag_asks_a_conditional_model_for_named_or_numbered_classes(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     save_model(tmp_path / "dcgan.pt", "dcgan", conditional=True, latent_dim=8)
     params = write_params(tmp_path)
     run_stage(monkeypatch, "--checkpoint", "dcgan.pt", "--out", "samples", "--reports", "reports",
               "--num-samples", 6, "--classes", "c,0", "--params", params)  # fmt: skip
     assert load_image_set(tmp_path / "samples").labels.tolist() == [2, 0, 2, 0, 2, 0]
-    with pytest.raises(SystemExit, match="'z' is not a class; allowed: a, b, c"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as caught:
         run_stage(monkeypatch, "--checkpoint", "dcgan.pt", "--out", "x.png", "--classes", "z")
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == "error: --classes: 'z' is not a class; allowed: a, b, c\n"
     save_model(tmp_path / "gan.pt", "gan", latent_dim=8)
-    with pytest.raises(SystemExit, match="needs a conditional model"):
+    with pytest.raises(SystemExit) as caught:
         run_stage(monkeypatch, "--checkpoint", "gan.pt", "--out", "x.png", "--classes", "a")
+    assert caught.value.code == 2
+    assert "--classes: needs a conditional model" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 

@@ -1,4 +1,4 @@
-"""The model families, chosen by name from `MODELS`.
+"""The model families, chosen by name from `MODELS` (a family's file is imported on lookup).
 
 Every family is an `nn.Module` subclass of `GenerativeModel` with the same small interface:
 
@@ -16,16 +16,47 @@ Every family is an `nn.Module` subclass of `GenerativeModel` with the same small
 
 from __future__ import annotations
 
-from aigc.models import dcgan, ddpm, gan, vae, vaegan
-from aigc.models.base import GenerativeModel
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-MODELS: dict[str, type[GenerativeModel]] = {
-    "gan": gan.MODEL,
-    "dcgan": dcgan.MODEL,
-    "vae": vae.MODEL,
-    "vaegan": vaegan.MODEL,
-    "ddpm": ddpm.MODEL,
-}
+if TYPE_CHECKING:
+    from aigc.models.base import GenerativeModel
+
+
+class FamilyRegistry(Mapping):
+    """Family name -> model class, importing a family's module only when it is looked up.
+
+    A stage that trains, samples or evaluates one family then loads that family's file and no
+    other, so its `deps:` in dvc.yaml can name exactly the files it runs (tests/test_deps.py
+    checks this). Each module defines its class as `MODEL`.
+    """
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        self._modules = dict(modules)
+
+    def __getitem__(self, family: str) -> type[GenerativeModel]:
+        return importlib.import_module(self._modules[family]).MODEL
+
+    def __contains__(self, family: object) -> bool:  # without importing anything
+        return family in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+MODELS: Mapping[str, type[GenerativeModel]] = FamilyRegistry(
+    {
+        "gan": "aigc.models.gan",
+        "dcgan": "aigc.models.dcgan",
+        "vae": "aigc.models.vae",
+        "vaegan": "aigc.models.vaegan",
+        "ddpm": "aigc.models.ddpm",
+    }
+)
 
 
 def build_model(family: str, config) -> GenerativeModel:

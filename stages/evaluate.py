@@ -3,9 +3,10 @@
 Reads `--samples` (an image set, an `.npy` of uint8 or [0, 1] floats, or a folder of image
 files), the evaluator checkpoint, and the real splits: `--reference` (what samples are compared
 with), `--heldout` (real images the model never saw: the yardstick of the copy rate) and
-`--train`. With `--checkpoint`, adds the model's training time and, for families that encode,
-reconstruction SSIM/PSNR on the reference images; `info.json` beside the samples gives the
-sampling speed. Prints the table; writes it as flat JSON to `--out` when given.
+`--train`. With `--checkpoint`, adds, for families that encode, reconstruction SSIM/PSNR on the
+reference images. Prints the table; writes it as flat JSON to `--out` when given. Training time
+and sampling speed are not read here: they live in the uncached logs (logs/MODEL/metrics.json,
+logs/MODEL/sampling.json), which the report reads.
 
     python -m stages.evaluate --samples data/samples/dcgan --name dcgan \
         --checkpoint models/dcgan/model.pt --out metrics/dcgan.json
@@ -23,13 +24,7 @@ from aigc.errors import exit_on_error
 from aigc.features import cached_features, conform, load_evaluator, read_samples, resolve_device
 from aigc.files import write_json
 from aigc.imagesets import load_image_set
-from aigc.metrics import (
-    EvaluateParams,
-    format_table,
-    model_metrics,
-    sampling_metrics,
-    score_samples,
-)
+from aigc.metrics import EvaluateParams, format_table, model_metrics, score_samples
 from aigc.params import load_section
 
 
@@ -83,7 +78,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     with exit_on_error(CheckpointError):
         metrics.update(model_metrics(args.checkpoint, reference, params, device))
-    metrics.update(sampling_metrics(args.samples))
     for part, seconds in timings.items():
         print(f"{part}: {seconds:.1f} s")
 

@@ -1,8 +1,9 @@
 """Stage `report`: one self-contained HTML page and a markdown table of every model.
 
 Reads `--metrics` (real.json, MODEL.json, data.json, evaluator.json), `--samples`
-(reports/samples/MODEL/*.png from the sample stage) and `--logs` (dvclive logs per model), for
-the models listed in params.yaml `models`. A model with missing files gets a visible note.
+(reports/samples/MODEL/*.png from the sample stage) and `--logs` (per model: the dvclive logs,
+whose summary holds the training time, and sampling.json, the sampling speed), for the models
+listed in params.yaml `models`. A model with missing files gets a visible note.
 
 Writes `--out` (HTML; images and charts inlined, nothing fetched) and `--summary` (markdown, for
 a pull-request comment).
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         models = model_names(args.params)
 
     metrics_dir = Path(args.metrics)
-    rows = load_rows(metrics_dir, models)
+    rows = load_rows(metrics_dir, models, Path(args.logs))
     data_summary = read_json(metrics_dir / "data.json")
     evaluator = read_json(metrics_dir / "evaluator.json")
     page = build_html(rows, data_summary, evaluator, Path(args.samples), Path(args.logs))

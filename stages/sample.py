@@ -4,13 +4,16 @@ Reads  --checkpoint (aigc.checkpoint), --test (an image set, for reconstructions
        params.yaml's `sample` section (flags such as --num-samples override it; without a
        params file the defaults of aigc.sampling.SampleParams apply).
 Writes --out: an image set (images.npy uint8, labels.npy: the requested labels when the model
-       is conditional, else -1; classes.json) plus info.json {family, num_samples,
-       sampling_seconds, images_per_second, conditional};
+       is conditional, else -1; classes.json) plus info.json {family, num_samples, conditional};
        --reports: grid.png (8x8), interpolation.png, classes.png (conditional models),
-       reconstructions.png (families that encode).
+       reconstructions.png (families that encode);
+       --timings (optional): {num_samples, sampling_seconds, images_per_second}. Timings stay
+       out of --out: DVC caches it, and a wall-clock figure there would give a bit-identical
+       re-run a new hash and re-run every stage downstream.
 
     python -m stages.sample --checkpoint models/dcgan/model.pt --test data/split/test \\
-        --out data/samples/dcgan --reports reports/samples/dcgan [--params params.yaml]
+        --out data/samples/dcgan --reports reports/samples/dcgan \\
+        --timings logs/dcgan/sampling.json [--params params.yaml]
 
 Outside DVC, an --out ending in .png writes one grid of --num-samples images and nothing else;
 a conditional model can be asked for some classes (names or indices, comma-separated):
@@ -62,23 +65,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{family}: {params.num_samples} samples in a grid -> {args.out}")
         return
 
+    count, speed = params.num_samples, params.num_samples / seconds
     with exit_on_error():  # an output not writable
         save_image_set(args.out, ImageSet(images, labels, classes))
-        write_json(
-            Path(args.out) / "info.json",
-            {
-                "family": family,
-                "num_samples": params.num_samples,
-                "sampling_seconds": seconds,
-                "images_per_second": params.num_samples / seconds,
-                "conditional": sampling.is_conditional(model),
-            },
-        )
+        conditional = sampling.is_conditional(model)
+        info = {"family": family, "num_samples": count, "conditional": conditional}
+        write_json(Path(args.out) / "info.json", info)
         save_figures(Path(args.reports), model, images, test, params.seed)
-    print(
-        f"{family}: {params.num_samples} samples in {seconds:.1f} s "
-        f"({params.num_samples / seconds:.0f} images/s) -> {args.out}"
-    )
+        if args.timings:
+            timings = {"num_samples": count, "sampling_seconds": seconds}
+            write_json(args.timings, timings | {"images_per_second": speed})
+    print(f"{family}: {count} samples in {seconds:.1f} s ({speed:.0f} images/s) -> {args.out}")
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -87,6 +84,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="image set folder, or a .png for a grid")
     parser.add_argument("--reports", help="folder for grid/interpolation/classes/reconstructions")
     parser.add_argument("--test", help="test image set, for reconstructions")
+    parser.add_argument("--timings", help="JSON to write the sampling time and speed to")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--classes", help="conditional models: classes to sample, e.g. 0,3 or bag")
     for field in dataclasses.fields(sampling.SampleParams):  # --num-samples etc. override params

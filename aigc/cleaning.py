@@ -8,7 +8,9 @@ Every raw item ends up either kept or rejected with a reason; the checks run in 
                    not in `data.classes` when that is non-empty
     duplicate      the same bytes as a kept item
     too_large      more than `clean.max_pixels` pixels, read from the header before decoding
-    not_an_image / truncated / undecodable    what Pillow says of the bytes
+    not_an_image   no image format's signature (magic bytes) at the start
+    truncated      an image format's signature, but the bytes end early (a PNG before IEND)
+    corrupt        an image format's signature, but the bytes after it do not decode
     blank          pixel std (0-255, most varied channel) of the content, padding excluded,
                    under `clean.blank_std`
     duplicate      the same normalised pixels as a kept item
@@ -49,7 +51,7 @@ from aigc.sources import IDX_SIDE, DataParams, read_manifest
 
 REASONS = (
     "unsafe_path", "symlink", "hardlink", "special_file", "unreadable", "empty", "bad_label",
-    "duplicate", "too_large", "not_an_image", "truncated", "undecodable", "blank",
+    "duplicate", "too_large", "not_an_image", "truncated", "corrupt", "blank",
     "near_duplicate",
 )  # fmt: skip
 MAX_NEAR_DUPLICATE_DISTANCE = 8  # above this the band search examines too many pairs

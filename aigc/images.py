@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -106,16 +107,20 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image
     except Image.DecompressionBombError as error:
         raise Rejected("too_large", str(error)) from None
     except UnidentifiedImageError:
-        raise Rejected("not_an_image", f"no image format recognised in {len(data):,} bytes, "
-                       f"starting {data[:8]!r}") from None  # fmt: skip
+        claimed = signature_format(data)
+        if claimed is None:
+            raise Rejected("not_an_image", f"no image format recognised in {len(data):,} bytes, "
+                           f"starting {data[:8]!r}") from None  # fmt: skip
+        detail = f"{claimed} signature, but Pillow cannot read the header"
+        raise Rejected(damage(data, claimed, ""), detail) from None
     except Exception as error:  # hostile bytes reach many code paths in Pillow's decoders
         text = f"{type(error).__name__}: {error}"
-        reason = "truncated" if "truncated" in text.lower() else "undecodable"
-        raise Rejected(reason, f"{image_format(data)} {text}") from None
+        claimed = signature_format(data) or "?"
+        raise Rejected(damage(data, claimed, text), f"{claimed} {text}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
     if width * height == 0:
-        raise Rejected("undecodable", f"image of size {width}x{height}")
+        raise Rejected("corrupt", f"image of size {width}x{height}")
     return image
 
 
@@ -123,20 +128,69 @@ def _too_large(width: int, height: int, max_pixels: int) -> str:
     return f"{width}x{height} = {width * height:,} pixels, over clean.max_pixels = {max_pixels:,}"
 
 
-def image_format(data: bytes) -> str:
-    """Pillow's name for the format of `data`, read from the header only ("?" if unknown)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return Image.open(io.BytesIO(data)).format or "?"
-    except Exception:
-        return "?"
+def signature_format(data: bytes) -> str | None:
+    """The Pillow format whose signature (magic bytes) `data` starts with, else None.
+
+    Asks each of Pillow's format plugins whether it accepts the first 16 bytes, as
+    `Image.open` does, without parsing anything further: a file can claim a format and still be
+    broken after its signature.
+    """
+    Image.init()
+    prefix = data[:16]
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        if accept is None:  # formats without a signature (TGA, ...): nothing to go by
+            continue
+        try:
+            if accept(prefix):
+                return name
+        except Exception:  # a plugin's check can trip on a short prefix
+            continue
+    return None
+
+
+def damage(data: bytes, claimed: str, error_text: str) -> str:
+    """Why bytes that claim an image format do not decode: "truncated" or "corrupt".
+
+    A PNG is judged by its chunks (`png_damage`); any other format by what Pillow said.
+    """
+    if claimed == "PNG":
+        return png_damage(data)
+    return "truncated" if "truncated" in error_text.lower() else "corrupt"
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_damage(data: bytes) -> str:
+    """Why a PNG does not decode: "truncated" when its bytes end before IEND, else "corrupt".
+
+    Walks the chunks (length, four-letter type, data, CRC-32): a first chunk that is not a
+    13-byte IHDR, a type that is not four letters, an impossible length or a CRC mismatch is
+    corrupt; a chunk that runs past the end of the bytes is truncated. A PNG whose chunks are
+    all intact but which still does not decode (a broken zlib stream inside IDAT) is corrupt.
+    """
+    position, first = len(PNG_SIGNATURE), True
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        if not kind.isalpha() or length >= 2**31 or (first and (kind, length) != (b"IHDR", 13)):
+            return "corrupt"
+        end = position + 12 + length
+        if end > len(data):
+            return "truncated"
+        if zlib.crc32(data[position + 4 : end - 4]) != int.from_bytes(data[end - 4 : end], "big"):
+            return "corrupt"
+        if kind == b"IEND":
+            return "corrupt"
+        position, first = end, False
+    return "truncated"
 
 
 def decode_idx(data: bytes, side: int = 28) -> Image.Image:
     """Raw IDX pixels (side x side uint8, row-major) as a greyscale image."""
     if len(data) != side * side:
-        raise Rejected("undecodable", f"{len(data)} bytes of IDX pixels, expected {side * side}")
+        raise Rejected("corrupt", f"{len(data)} bytes of IDX pixels, expected {side * side}")
     return Image.frombytes("L", (side, side), data)
 
 

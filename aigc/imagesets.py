@@ -7,6 +7,7 @@ stage never needs the whole set in RAM unless it asks for it.
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,11 @@ class ImageSet:
 
 
 def load_image_set(folder: str | Path, mmap: bool = True) -> ImageSet:
+    """The image set in `folder`; FileNotFoundError naming the folder when there is none."""
     folder = Path(folder)
+    if not (folder / "images.npy").is_file():
+        reason = "not an image set (no images.npy)" if folder.is_dir() else "no such folder"
+        raise FileNotFoundError(errno.ENOENT, reason, str(folder))
     return ImageSet(
         images=read_npy(folder / "images.npy", mmap=mmap),
         labels=np.asarray(read_npy(folder / "labels.npy", mmap=False), dtype=np.int64),

@@ -17,7 +17,6 @@ becomes `metrics/NAME.json`, each metric beside the sample count it used.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -427,15 +426,14 @@ def reconstruction_metrics(
 def model_metrics(
     checkpoint_path: str | Path | None, reference, params: EvaluateParams, device
 ) -> dict:
-    """Training time (checkpoint meta) and, for families that encode, reconstruction quality
-    on the `reference` image set; all None without a checkpoint."""
-    result = {"train_seconds": None, "reconstruction_ssim": None, "reconstruction_psnr": None}
+    """For families that encode, reconstruction quality on the `reference` image set; None
+    without a checkpoint. (Training time is not read here: timings live in the uncached logs.)"""
+    result = {"reconstruction_ssim": None, "reconstruction_psnr": None}
     if checkpoint_path is None:
         return result
-    from aigc.checkpoint import load_model  # only here: it imports every model family
+    from aigc.checkpoint import load_model  # only here: it imports the model's family
 
-    model, checkpoint = load_model(checkpoint_path, device)
-    result["train_seconds"] = (checkpoint.get("meta") or {}).get("train_seconds")
+    model, _ = load_model(checkpoint_path, device)
     if model.encodes:
         result.update(
             reconstruction_metrics(
@@ -448,16 +446,6 @@ def model_metrics(
             )
         )
     return result
-
-
-def sampling_metrics(samples_path: str | Path) -> dict:
-    """Sampling speed from the sample stage's `info.json` beside the samples (None if absent)."""
-    info_path = Path(samples_path) / "info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    return {
-        "images_per_second": info.get("images_per_second"),
-        "sampling_seconds": info.get("sampling_seconds"),
-    }
 
 
 def format_table(metrics: dict) -> str:

@@ -3,8 +3,8 @@
 Every stage reads its section into a dataclass before any heavy work. A section is checked
 field by field: an unknown key, a missing key, a value of the wrong type or outside its allowed
 range raises `ParamsError` whose one-line message names the dotted key, the value and what is
-allowed. Stages call `load_section(...)` inside `exit_on_bad_params()`, which turns that error
-into one line on stderr and exit status 2.
+allowed. Stages call `load_section(...)` inside `aigc.errors.exit_on_error()`, which turns that
+error into one line on stderr and exit status 2.
 
 Declare a params dataclass with `spec(...)` fields:
 
@@ -18,12 +18,10 @@ Declare a params dataclass with `spec(...)` fields:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sys
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +29,7 @@ import yaml
 
 T = TypeVar("T")
 
-__all__ = ["ParamsError", "spec", "from_dict", "load_section", "read_params", "exit_on_bad_params"]
+__all__ = ["ParamsError", "spec", "from_dict", "load_section", "read_params"]
 
 
 class ParamsError(ValueError):
@@ -104,16 +102,6 @@ def from_dict(cls: type[T], values: Any, where: str, fixed: Mapping[str, Any] | 
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ParamsError(f"{key}: missing key ({_describe(hints[name], field.metadata)})")
     return cls(**built)
-
-
-@contextlib.contextmanager
-def exit_on_bad_params() -> Iterator[None]:
-    """Turn a ParamsError into one line on stderr and exit status 2."""
-    try:
-        yield
-    except ParamsError as error:
-        print(f"error: params.yaml: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def _check(key: str, value: Any, hint: Any, metadata: Mapping[str, Any]) -> Any:

@@ -76,15 +76,33 @@ def read_json(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def load_rows(metrics_dir: Path, models: Iterable[str]) -> list[Row]:
-    """The real row, then one row per model; missing or broken metrics files become notes."""
+def load_rows(metrics_dir: Path, models: Iterable[str], logs_dir: Path) -> list[Row]:
+    """The real row, then one row per model; missing or broken metrics files become notes.
+
+    A model's timings come from its logs, never from the metrics: `train_seconds` from the
+    dvclive summary (LOGS/MODEL/metrics.json), `images_per_second` (sampling) from the sample
+    stage's LOGS/MODEL/sampling.json. Both are uncached files, so a re-run that changes only a
+    timing re-runs nothing but this report.
+    """
     rows = []
     for name in [REAL, *models]:
         path = metrics_dir / f"{name}.json"
         metrics = read_json(path)
         notes = [] if metrics is not None else [f"no metrics: {path} is missing or unreadable"]
+        if metrics is not None and name != REAL:
+            metrics = {**metrics, **read_timings(logs_dir / name)}
         rows.append(Row(name, metrics, notes))
     return rows
+
+
+def read_timings(log_dir: Path) -> dict:
+    """{"train_seconds", "images_per_second"} of one model from its logs (None where missing)."""
+    training = read_json(log_dir / "metrics.json") or {}
+    sampling = read_json(log_dir / "sampling.json") or {}
+    return {
+        "train_seconds": training.get("train_seconds"),
+        "images_per_second": sampling.get("images_per_second"),
+    }
 
 
 def format_value(value, template: str) -> str:

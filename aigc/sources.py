@@ -257,7 +257,16 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 
 
 def collect(params: DataParams, scratch: str | Path) -> Collection:
-    """The items of `params.source`; `scratch` is a folder inside the output for downloads."""
+    """The items of `params.source`; `scratch` is a folder inside the output for downloads.
+
+    A source that yields no item at all (an empty folder or archive) raises SourceError once
+    its items have been read: a pipeline of zero images is a mistake, never a result.
+    """
+    collection = _source_collection(params, Path(scratch))
+    return Collection(collection.classes, _not_empty(collection.items, params.source))
+
+
+def _source_collection(params: DataParams, scratch: Path) -> Collection:
     source = params.source
     if source in IDX_SETS:
         return idx_collection(source, download=params.download)
@@ -269,7 +278,17 @@ def collect(params: DataParams, scratch: str | Path) -> Collection:
     if kind == "archive":
         return archive_collection(_existing(rest, "archive"))
     match = _URL_SOURCE.match(source)
-    return url_collection(match["url"], match["sha256"].lower(), Path(scratch))
+    return url_collection(match["url"], match["sha256"].lower(), scratch)
+
+
+def _not_empty(items: Iterable[RawItem], source: str) -> Iterator[RawItem]:
+    """`items`, then SourceError if there were none."""
+    count = 0
+    for item in items:
+        count += 1
+        yield item
+    if count == 0:
+        raise SourceError(f"data.source = {source!r} holds no items (an empty folder or archive?)")
 
 
 def _existing(path: str, kind: str) -> Path:

@@ -15,9 +15,10 @@ import argparse
 import time
 
 from aigc.augment import AugmentParams, preview_grid, write_augmented
+from aigc.errors import exit_on_error
 from aigc.images import save_grid
 from aigc.imagesets import load_image_set
-from aigc.params import exit_on_bad_params, load_section
+from aigc.params import load_section
 
 PREVIEW_COLUMNS = 8
 
@@ -29,13 +30,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preview", required=True, help="preview grid PNG to write")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    with exit_on_bad_params():
+    with exit_on_error():
         params = load_section(args.params, "augment", AugmentParams)
 
     started = time.perf_counter()
-    train = load_image_set(args.train)
-    made = write_augmented(args.out, train, params)
-    save_grid(args.preview, preview_grid(train.images, params, PREVIEW_COLUMNS), PREVIEW_COLUMNS)
+    with exit_on_error():  # --train missing or not an image set, an output not writable
+        train = load_image_set(args.train)
+        made = write_augmented(args.out, train, params)
+        preview = preview_grid(train.images, params, PREVIEW_COLUMNS)
+        save_grid(args.preview, preview, PREVIEW_COLUMNS)
     seconds = time.perf_counter() - started
     print(
         f"augment: {len(train)} originals + {made} augmented images in {seconds:.1f} s "

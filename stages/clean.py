@@ -16,8 +16,9 @@ import json
 import time
 
 from aigc.cleaning import CleanParams, class_mapping, clean
+from aigc.errors import exit_on_error
 from aigc.files import write_json
-from aigc.params import exit_on_bad_params, load_section
+from aigc.params import load_section
 from aigc.sources import DataParams
 
 
@@ -28,17 +29,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", required=True, help="data metrics JSON to write")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    with exit_on_bad_params():
+    with exit_on_error():
         data = load_section(args.params, "data", DataParams)
         params = load_section(args.params, "clean", CleanParams)
         with open(f"{args.raw}/classes.json") as handle:
             class_mapping(json.load(handle), data.classes)  # data.classes must name real classes
 
     started = time.perf_counter()
-    result = clean(args.raw, args.out, data, params)
-    metrics = result.metrics()
-    assert metrics["kept"] + metrics["rejected"] == metrics["collected"]
-    write_json(args.metrics, metrics)
+    with exit_on_error():  # --raw incomplete, an output not writable
+        result = clean(args.raw, args.out, data, params)
+        metrics = result.metrics()  # kept + rejected == collected: clean() checks it
+        write_json(args.metrics, metrics)
     reasons = {k: v for k, v in metrics["rejected_by_reason"].items() if v}
     print(
         f"clean: {metrics['collected']} collected, {metrics['kept']} kept, "

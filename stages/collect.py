@@ -13,10 +13,10 @@ rejects them with that reason. See aigc/sources.py for each source (a folder sou
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from aigc.params import exit_on_bad_params, load_section
+from aigc.errors import exit_on_error
+from aigc.params import load_section
 from aigc.sources import DataParams, SourceError, collect, write_raw
 
 
@@ -25,15 +25,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="raw folder to write (data/raw)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    with exit_on_bad_params():
+    with exit_on_error():
         data = load_section(args.params, "data", DataParams)
 
     started = time.perf_counter()
-    try:
+    with exit_on_error(SourceError):  # files missing or failing their checksum, no items at all
         count = write_raw(args.out, collect(data, scratch=args.out))
-    except SourceError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
     seconds = time.perf_counter() - started
     print(f"collect: {count} items from {data.source} into {args.out} in {seconds:.1f} s")
 

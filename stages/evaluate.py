@@ -3,9 +3,10 @@
 Reads `--samples` (an image set, an `.npy` of uint8 or [0, 1] floats, or a folder of image
 files), the evaluator checkpoint, and the real splits: `--reference` (what samples are compared
 with), `--heldout` (real images the model never saw: the yardstick of the copy rate) and
-`--train`. With `--checkpoint`, adds the model's training time and, for families that encode,
-reconstruction SSIM/PSNR on the reference images; `info.json` beside the samples gives the
-sampling speed. Prints the table; writes it as flat JSON to `--out` when given.
+`--train`. With `--checkpoint`, adds, for families that encode, reconstruction SSIM/PSNR on the
+reference images. Prints the table; writes it as flat JSON to `--out` when given. Training time
+and sampling speed are not read here: they live in the uncached logs (logs/MODEL/metrics.json,
+logs/MODEL/sampling.json), which the report reads.
 
     python -m stages.evaluate --samples data/samples/dcgan --name dcgan \
         --checkpoint models/dcgan/model.pt --out metrics/dcgan.json
@@ -15,25 +16,19 @@ sampling speed. Prints the table; writes it as flat JSON to `--out` when given.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from aigc.checkpoint import CheckpointError
+from aigc.errors import exit_on_error
 from aigc.features import cached_features, conform, load_evaluator, read_samples, resolve_device
 from aigc.files import write_json
 from aigc.imagesets import load_image_set
-from aigc.metrics import (
-    EvaluateParams,
-    format_table,
-    model_metrics,
-    sampling_metrics,
-    score_samples,
-)
-from aigc.params import exit_on_bad_params, load_section
+from aigc.metrics import EvaluateParams, format_table, model_metrics, score_samples
+from aigc.params import load_section
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", required=True, help="image set, .npy or folder of images")
     parser.add_argument("--name", help="row name (default: the samples' file or folder name)")
@@ -44,27 +39,25 @@ def main() -> None:
     parser.add_argument("--train", default="data/split/train")
     parser.add_argument("--out", help="metrics JSON to write (default: print only)")
     parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    with exit_on_bad_params():
+    args = parser.parse_args(argv)
+    with exit_on_error():
         params = load_section(args.params, "evaluate", EvaluateParams)
+    with exit_on_error(ValueError, setting="evaluate.device"):  # cuda without a GPU
+        device = resolve_device(params.device)
     name = args.name or Path(args.samples).stem
 
     started = time.perf_counter()
-    device = resolve_device(params.device)
-    try:
+    with exit_on_error(CheckpointError, ValueError):  # inputs missing, unreadable or misshapen
         evaluator, evaluator_checkpoint = load_evaluator(args.evaluator, device)
         samples = read_samples(args.samples)
-    except (CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+        reference = load_image_set(args.reference)
+        images = {
+            "samples": samples.images,
+            "reference": reference.images,
+            "heldout": load_image_set(args.heldout).images,
+            "train": load_image_set(args.train).images,
+        }
     channels, size = evaluator.config.channels, evaluator.config.image_size
-    reference = load_image_set(args.reference)
-    images = {
-        "samples": samples.images,
-        "reference": reference.images,
-        "heldout": load_image_set(args.heldout).images,
-        "train": load_image_set(args.train).images,
-    }
     features = {}
     for role, found in images.items():
         found = conform(found, channels, size)
@@ -83,14 +76,15 @@ def main() -> None:
             **features, params=params, classes=classes, timings=timings, sample_labels=labels
         )
     )
-    metrics.update(model_metrics(args.checkpoint, reference, params, device))
-    metrics.update(sampling_metrics(args.samples))
+    with exit_on_error(CheckpointError):
+        metrics.update(model_metrics(args.checkpoint, reference, params, device))
     for part, seconds in timings.items():
         print(f"{part}: {seconds:.1f} s")
 
     print(format_table(metrics))
     if args.out:
-        write_json(args.out, metrics)
+        with exit_on_error():
+            write_json(args.out, metrics)
     print(f"evaluate {name}: {time.perf_counter() - started:.1f} s")
 
 

@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aigc.errors import exit_on_error
 from aigc.files import write_text
-from aigc.params import exit_on_bad_params
 from aigc.report import grid_links, model_names, pull_request_markdown
 
 
@@ -32,7 +32,7 @@ def dvc_markdown(*command: str) -> str:
     return result.stdout
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", default="HEAD", help="git revision to diff against")
     parser.add_argument("--summary", default="reports/summary.md")
@@ -40,8 +40,8 @@ def main() -> None:
     parser.add_argument("--link-base", help="URL prefix for grid links (default: relative)")
     parser.add_argument("--out", help="also write the markdown here")
     parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    with exit_on_bad_params():
+    args = parser.parse_args(argv)
+    with exit_on_error():
         models = model_names(args.params)
 
     summary_path = Path(args.summary)
@@ -54,7 +54,8 @@ def main() -> None:
     )
     print(markdown, end="")
     if args.out:
-        write_text(args.out, markdown)
+        with exit_on_error():
+            write_text(args.out, markdown)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Stage `report`: one self-contained HTML page and a markdown table of every model.
 
 Reads `--metrics` (real.json, MODEL.json, data.json, evaluator.json), `--samples`
-(reports/samples/MODEL/*.png from the sample stage) and `--logs` (dvclive logs per model), for
-the models listed in params.yaml `models`. A model with missing files gets a visible note.
+(reports/samples/MODEL/*.png from the sample stage) and `--logs` (per model: the dvclive logs,
+whose summary holds the training time, and sampling.json, the sampling speed), for the models
+listed in params.yaml `models`. A model with missing files gets a visible note.
 
 Writes `--out` (HTML; images and charts inlined, nothing fetched) and `--summary` (markdown, for
 a pull-request comment).
@@ -16,12 +17,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aigc.errors import exit_on_error
 from aigc.files import write_text
-from aigc.params import exit_on_bad_params
 from aigc.report import build_html, load_rows, markdown_summary, model_names, read_json
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", required=True, help="folder of metrics JSON files")
     parser.add_argument("--samples", required=True, help="folder of per-model sample images")
@@ -29,17 +30,18 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="HTML page to write")
     parser.add_argument("--summary", required=True, help="markdown table to write")
     parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    with exit_on_bad_params():
+    args = parser.parse_args(argv)
+    with exit_on_error():
         models = model_names(args.params)
 
     metrics_dir = Path(args.metrics)
-    rows = load_rows(metrics_dir, models)
+    rows = load_rows(metrics_dir, models, Path(args.logs))
     data_summary = read_json(metrics_dir / "data.json")
     evaluator = read_json(metrics_dir / "evaluator.json")
     page = build_html(rows, data_summary, evaluator, Path(args.samples), Path(args.logs))
-    write_text(args.out, page)
-    write_text(args.summary, markdown_summary(rows, evaluator))
+    with exit_on_error():  # an output not writable
+        write_text(args.out, page)
+        write_text(args.summary, markdown_summary(rows, evaluator))
     for row in rows:
         for note in row.notes:
             print(f"note: {row.name}: {note}")

@@ -22,31 +22,31 @@ import os
 import sys
 from pathlib import Path
 
+from aigc.errors import exit_on_error
 from aigc.imagesets import load_image_set
-from aigc.params import exit_on_bad_params
 from aigc.training import TrainingError, TrainingStopped, read_train_params, resume_key, train
 
 RESUME_ROOT = Path(".resume")  # git-ignored; one folder per (family, params, data) combination
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model family (a key of aigc MODELS)")
     parser.add_argument("--data", required=True, help="training image set folder")
     parser.add_argument("--out", required=True, help="final checkpoint path")
     parser.add_argument("--live", required=True, help="dvclive folder")
     parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    image_set = load_image_set(args.data)  # memory-mapped: only shapes are read here
-    with exit_on_bad_params():
+    with exit_on_error():  # bad params, --data missing or not an image set
+        image_set = load_image_set(args.data)  # memory-mapped: only shapes are read here
         common, loop, config, raw_params = read_train_params(args.params, args.model, image_set)
-    image_set = load_image_set(args.data, mmap=False)  # now into memory
+        image_set = load_image_set(args.data, mmap=False)  # now into memory
 
     resume_dir = RESUME_ROOT / resume_key(raw_params, image_set)
     meta = {"classes": list(image_set.classes), "train_images": len(image_set)}
-    try:
-        with exit_on_bad_params():  # device = cuda without a GPU
+    with exit_on_error(TrainingError):  # device = cuda without a GPU, a NaN loss
+        try:
             result = train(
                 args.model,
                 config,
@@ -58,12 +58,9 @@ def main() -> None:
                 resume_dir=resume_dir,
                 meta=meta,
             )
-    except TrainingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except TrainingStopped as error:
-        print(str(error), file=sys.stderr)
-        raise SystemExit(128 + error.signal_number) from None
+        except TrainingStopped as stop:  # SIGTERM/SIGINT: checkpoint saved; exit as the signal
+            print(str(stop), file=sys.stderr)
+            raise SystemExit(128 + stop.signal_number) from None
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, not one per process
         print(
             f"{args.model}: {result['steps']} steps in {result['train_seconds']:.0f} s "

@@ -1,7 +1,11 @@
 """Augment: determinism, copies, originals preserved, each op doing what it says, the preview.
 
 The warp is checked against trusted references: numpy's flip and rot90 and an integer shift
-(exact on pixel centres), and scipy's bilinear `map_coordinates` for a zoom.
+(exact on pixel centres), and scipy's bilinear `map_coordinates` for a zoom. Each op applies to
+its share of images (binomial tolerance) and stays within its strength: a shift moves content by
+at most shift x side, a rotation keeps the centre pixel and turns by at most its angle, a zoom
+scales by 1 +- zoom, brightness adds one offset within +-brightness, contrast scales about the
+mean, noise has the std asked for; and the draws reach close to those limits.
 """
 
 from __future__ import annotations
@@ -114,24 +118,6 @@ def test_affine_geometry_is_exact_on_pixel_centres():
     assert np.allclose(warped(zoom=torch.tensor([2.0])), expected, atol=1e-3)
 
 
-@pytest.mark.parametrize(
-    "op",
-    [
-        {"shift": 0.2, "shift_probability": 1.0},
-        {"rotation": 30.0, "rotation_probability": 1.0},
-        {"zoom": 0.3, "zoom_probability": 1.0},
-        {"crop_padding": 3, "crop_probability": 1.0},
-        {"noise_std": 0.1, "noise_probability": 1.0},
-        {"brightness": 0.3, "brightness_probability": 1.0},
-        {"contrast": 0.5, "contrast_probability": 1.0},
-    ],
-)
-def test_each_op_changes_images(train, op):
-    images, _ = train
-    changed = (augment(images, **op) != images).any(axis=(1, 2, 3))
-    assert changed.mean() > 0.8
-
-
 def test_random_crop_is_a_shift_with_black_fill():
     images = random_images(20, 1, 16, seed=3)
     out = augment(images, crop_padding=2, crop_probability=1.0)
@@ -141,8 +127,122 @@ def test_random_crop_is_a_shift_with_black_fill():
         assert any((cropped == window).all() for window in windows)
 
 
-def test_probabilities_are_respected(train):
-    images, _ = train
-    many = np.concatenate([images] * 10)  # 400 images
-    changed = (augment(many, hflip=0.25) != many).any(axis=(1, 2, 3))
-    assert 0.15 < changed.mean() < 0.35
+# ---------------------------------------------------------------------------------------------
+# Each op: how often it applies and how strong it is
+
+
+def dots(count: int, side: int, row: int, column: int, size: int = 3) -> np.ndarray:
+    """`count` black (1, side, side) images with one white size x size square at (row, column)."""
+    images = np.zeros((count, 1, side, side), np.uint8)
+    images[:, :, row : row + size, column : column + size] = 255
+    return images
+
+
+def centroids(images: np.ndarray) -> np.ndarray:
+    """(N, 2) brightness-weighted (row, column) centres of single-channel images."""
+    weights = images[:, 0].astype(np.float64)
+    rows, columns = np.mgrid[0 : images.shape[2], 0 : images.shape[3]]
+    total = weights.sum(axis=(1, 2))
+    return np.stack(
+        [(weights * rows).sum((1, 2)) / total, (weights * columns).sum((1, 2)) / total], 1
+    )
+
+
+PROBABILITY_CASES = [  # (op settings with probability P, P, share of applied ops that show)
+    ({"hflip": 0.3}, 0.3, 1.0),
+    ({"shift": 0.25, "shift_probability": 0.3}, 0.3, 1.0),
+    ({"rotation": 45.0, "rotation_probability": 0.6}, 0.6, 1.0),
+    ({"zoom": 0.4, "zoom_probability": 0.2}, 0.2, 1.0),
+    ({"crop_padding": 2, "crop_probability": 0.5}, 0.5, 1 - 1 / 25),  # 1 in 25 crops is centred
+    ({"noise_std": 0.1, "noise_probability": 0.4}, 0.4, 1.0),
+    ({"brightness": 0.3, "brightness_probability": 0.7}, 0.7, 1.0),
+    ({"contrast": 0.5, "contrast_probability": 0.3}, 0.3, 1.0),
+]
+
+
+@pytest.mark.parametrize(("op", "probability", "visible"), PROBABILITY_CASES)
+def test_each_op_applies_with_its_probability(op, probability, visible):
+    count = 2000
+    images = random_images(count, 1, 16, seed=4)
+    changed = (augment(images, **op) != images).any(axis=(1, 2, 3)).mean()
+    expected = probability * visible
+    tolerance = 4.5 * np.sqrt(expected * (1 - expected) / count)  # binomial: 4.5 sigma
+    slack = 0.02 * probability  # a tiny draw (a 0.1-degree turn) may round to the same bytes
+    assert expected - tolerance - slack <= changed <= expected + tolerance, changed
+
+
+def test_a_shift_moves_content_by_at_most_shift_times_the_side():
+    side, shift = 32, 0.2
+    images = dots(400, side, 14, 14, size=4)
+    moved = centroids(augment(images, shift=shift, shift_probability=1.0)) - centroids(images)
+    limit = shift * side  # 6.4 pixels along each axis
+    assert np.abs(moved).max() <= limit + 0.05
+    assert np.abs(moved).max(axis=0).min() > 0.8 * limit  # and the draws reach the limit
+    assert np.abs(moved).mean() > 0.3 * limit  # uniform over +-limit: mean |shift| is limit / 2
+
+
+def test_a_rotation_keeps_the_centre_pixel_and_turns_by_at_most_its_angle():
+    side, degrees = 17, 30.0  # odd side: the centre of rotation is the centre of pixel 8
+    generator = np.random.default_rng(5)
+    noise = generator.integers(0, 256, size=(200, 1, side, side), dtype=np.uint8)
+    turned = augment(noise, rotation=degrees, rotation_probability=1.0)
+    assert (turned[:, :, 8, 8] == noise[:, :, 8, 8]).all()
+
+    images = dots(200, side, 1, 7)  # a 3x3 dot centred 6 pixels above the centre
+    before = centroids(images) - 8.0  # (row, column) from the centre
+    after = centroids(augment(images, rotation=degrees, rotation_probability=1.0)) - 8.0
+
+    def bearing(offsets: np.ndarray) -> np.ndarray:  # degrees clockwise from straight up
+        return np.degrees(np.arctan2(offsets[:, 1], -offsets[:, 0]))
+
+    angles = bearing(after) - bearing(before)
+    assert np.abs(angles).max() <= degrees + 1.0
+    assert np.abs(angles).max() > 0.8 * degrees and (angles > 0).any() and (angles < 0).any()
+    radii = np.hypot(*after.T)
+    assert np.abs(radii - np.hypot(*before.T)).max() < 0.5  # turned, not moved in or out
+
+
+def test_a_zoom_scales_content_within_one_plus_or_minus_zoom():
+    side, zoom = 32, 0.3
+    images = np.zeros((300, 1, side, side), np.uint8)
+    images[:, :, 8:24, 8:24] = 255  # a 16-pixel square around the centre
+    zoomed = augment(images, zoom=zoom, zoom_probability=1.0).astype(np.float64)
+    scale = np.sqrt(zoomed.sum(axis=(1, 2, 3)) / images.sum(axis=(1, 2, 3)))  # area ratio
+    assert scale.min() >= 1 - zoom - 0.03 and scale.max() <= 1 + zoom + 0.03
+    assert scale.min() < 1 - 0.7 * zoom and scale.max() > 1 + 0.7 * zoom
+
+
+def test_brightness_adds_one_offset_per_image_within_plus_or_minus_brightness():
+    brightness = 0.2
+    images = (random_images(500, 1, 16, seed=6) // 2 + 64).astype(np.uint8)  # 64..191: no clipping
+    difference = augment(images, brightness=brightness, brightness_probability=1.0).astype(int)
+    difference -= images.astype(int)
+    offsets = difference.reshape(500, -1)
+    assert (offsets.max(axis=1) - offsets.min(axis=1)).max() <= 1  # one offset (+- rounding)
+    limit = brightness * 255
+    assert np.abs(offsets).max() <= limit + 0.5
+    assert offsets.mean(axis=1).max() > 0.8 * limit and offsets.mean(axis=1).min() < -0.8 * limit
+
+
+def test_contrast_scales_about_the_mean_within_one_plus_or_minus_contrast():
+    contrast = 0.4
+    images = (random_images(300, 1, 16, seed=7) // 2 + 64).astype(np.uint8)
+    out = augment(images, contrast=contrast, contrast_probability=1.0).astype(np.float64)
+    original = images.astype(np.float64)
+    centred = original - original.mean(axis=(1, 2, 3), keepdims=True)
+    factor = ((out - out.mean(axis=(1, 2, 3), keepdims=True)) * centred).sum((1, 2, 3)) / (
+        centred**2
+    ).sum((1, 2, 3))  # least-squares slope per image
+    assert factor.min() >= 1 - contrast - 0.01 and factor.max() <= 1 + contrast + 0.01
+    assert factor.min() < 1 - 0.8 * contrast and factor.max() > 1 + 0.8 * contrast
+    means = out.mean(axis=(1, 2, 3)) - original.mean(axis=(1, 2, 3))
+    assert np.abs(means).max() < 0.6  # the mean stays (up to rounding)
+
+
+def test_noise_has_the_standard_deviation_asked_for():
+    noise_std = 0.05
+    images = np.full((200, 1, 16, 16), 128, np.uint8)
+    difference = augment(images, noise_std=noise_std, noise_probability=1.0).astype(np.float64)
+    difference -= 128
+    assert difference.std() == pytest.approx(noise_std * 255, rel=0.03)
+    assert abs(difference.mean()) < 0.2

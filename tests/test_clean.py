@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
 import struct
 import tarfile
@@ -24,7 +25,7 @@ from conftest import merge, random_images, tiny_params
 from PIL import Image
 
 from aigc.cleaning import close_pairs, near_duplicates
-from aigc.images import box_std, perceptual_hashes
+from aigc.images import box_std, perceptual_hashes, png_damage, signature_format
 from aigc.sources import Collection, RawItem, write_raw
 from stages.clean import main as clean_main
 from stages.collect import main as collect_main
@@ -252,6 +253,53 @@ def test_hostile_folder_and_archives(tmp_path):
     assert all(p == "work" or p.startswith("work/") for p in changed), changed
     assert not list(tmp_path.parent.rglob("escape.png"))
     assert not Path("/abs.png").exists() and not Path("/abs/evil.png").exists()
+
+
+def broken_pngs() -> dict[str, bytes]:
+    """PNGs broken after a valid signature, by name; each name ends in the reason expected."""
+    png = encode(rgb(20, 64, 64))
+    idat = png.index(b"IDAT")  # the type; the chunk's data follows it
+    idat_length = int.from_bytes(png[idat - 4 : idat], "big")
+    flipped = bytearray(png)
+    flipped[idat + 4 + idat_length // 2] ^= 0xFF  # one byte of the compressed pixels
+    return {
+        "signature_then_garbage.corrupt": png[:8] + b"this is not a chunk at all" * 8,
+        "cut_in_idat.truncated": png[: idat + 4 + idat_length // 2],
+        "cut_before_idat.truncated": png[: idat - 2],
+        "signature_only.truncated": png[:8],
+        "flipped_idat_byte.corrupt": bytes(flipped),
+    }
+
+
+def test_a_broken_file_with_an_image_signature_is_corrupt_or_truncated_not_a_non_image(tmp_path):
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "00_good.png").write_bytes(encode(rgb(21)))
+    (root / "01_no_iend.png").write_bytes(encode(rgb(23))[:-12])  # every pixel there: readable
+    for name, data in broken_pngs().items():
+        (root / f"{name}.png").write_bytes(data)
+    (root / "gif_signature_then_garbage.corrupt.gif").write_bytes(b"GIF89a" + b"x" * 40)
+    (root / "text.not_an_image.png").write_text("a text file named .png\n")
+    _, _, kept, rejected, metrics = run_stages(tmp_path / "work", f"folder:{root}")
+    assert kept.origin.tolist() == ["00_good.png", "01_no_iend.png"]
+    expected = {name: name.split(".")[1] for name in os.listdir(root) if name[0] != "0"}
+    assert {origin: reason for origin, (reason, _) in rejected.items()} == expected
+    for name in expected.keys() - {"text.not_an_image.png"}:  # the detail names the format
+        assert rejected[name][1].startswith("GIF" if name.startswith("gif") else "PNG"), name
+    assert metrics["rejected_by_reason"]["corrupt"] == 3
+    assert metrics["rejected_by_reason"]["truncated"] == 3
+
+
+def test_png_damage_reads_the_chunks():
+    png = encode(rgb(22))
+    assert png_damage(png[:8]) == "truncated"
+    assert png_damage(png[:-1]) == "truncated"  # IEND's CRC cut short
+    assert png_damage(png) == "corrupt"  # every chunk intact: the damage is inside one
+    bad_crc = bytearray(png)
+    bad_crc[29] ^= 1  # IHDR's CRC (8 signature + 4 length + 4 type + 13 data)
+    assert png_damage(bytes(bad_crc)) == "corrupt"
+    assert png_damage(png[:8] + png[33:]) == "corrupt"  # the first chunk is not IHDR
+    assert signature_format(png[:8]) == "PNG" and signature_format(b"plain text") is None
 
 
 def test_chunk_size_does_not_change_the_result(tmp_path):

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import toy_family
 import yaml
 from conftest import REPO, TINY, image_set, write_params
 
@@ -48,7 +47,7 @@ def test_family_contract(family, tmp_path, monkeypatch, one_torch_thread):
 def test_a_new_family_needs_one_file_one_registry_line_one_params_section(
     tmp_path, monkeypatch, one_torch_thread
 ):
-    monkeypatch.setitem(MODELS, "toy", toy_family.MODEL)  # the one line in MODELS
+    monkeypatch.setitem(MODELS.modules, "toy", "toy_family")  # the one line in MODELS
     check_contract("toy", {"latent_dim": 4, "learning_rate": 0.01}, tmp_path, monkeypatch)
 
 

@@ -94,17 +94,8 @@ def test_the_evaluator_stage_writes_its_checkpoint_and_accuracy(evaluated):
 def test_evaluate_scores_samples_and_the_real_row_in_flat_json(evaluated, monkeypatch, capsys):
     images, labels = labelled_images(200, seed=7)
     save_image_set(evaluated / "data/samples/fake", ImageSet(images, labels, CLASSES))
-    (evaluated / "data/samples/fake/info.json").write_text(
-        json.dumps(
-            {
-                "family": "fake",
-                "num_samples": 200,
-                "sampling_seconds": 0.5,
-                "images_per_second": 400.0,
-                "conditional": True,
-            }
-        )
-    )
+    info = {"family": "fake", "num_samples": 200, "conditional": True}
+    (evaluated / "data/samples/fake/info.json").write_text(json.dumps(info))
     run_stage(
         monkeypatch,
         "evaluate",
@@ -118,7 +109,7 @@ def test_evaluate_scores_samples_and_the_real_row_in_flat_json(evaluated, monkey
     fake = json.loads((evaluated / "metrics/fake.json").read_text())
     assert all(not isinstance(value, (dict, list)) for value in fake.values())  # flat keys
     assert fake["name"] == "fake" and fake["samples"] == fake["fid_samples"] == 200
-    assert fake["images_per_second"] == 400.0 and fake["train_seconds"] is None
+    assert not {"images_per_second", "sampling_seconds", "train_seconds"} & fake.keys()  # logs
     assert fake["reconstruction_ssim"] is None and fake["classes_covered"] == len(CLASSES)
     assert fake["label_accuracy"] > 0.9
     assert "features of samples: 200 images (extracted)" in capsys.readouterr().out
@@ -138,7 +129,7 @@ def test_evaluate_scores_samples_and_the_real_row_in_flat_json(evaluated, monkey
     assert "features of samples: 300 images (cached)" in output
     assert "features of train: 1200 images (cached)" in output
     assert real["copy_rate"] <= 0.02  # held-out images are the copy threshold's own yardstick
-    assert real["fid"] < fake["fid"] * 3 and real["images_per_second"] is None
+    assert real["fid"] < fake["fid"] * 3
 
 
 def test_the_short_form_scores_an_npy_or_an_image_folder_and_only_prints(
@@ -176,7 +167,7 @@ def test_missing_or_unreadable_samples_and_evaluator_give_one_line(evaluated, mo
         assert error.startswith("error: ") and message in error and len(error.splitlines()) == 1
 
 
-def test_evaluate_adds_reconstructions_and_training_time_from_a_checkpoint(evaluated, monkeypatch):
+def test_evaluate_adds_reconstructions_from_a_checkpoint(evaluated, monkeypatch):
     from aigc.models import MODELS
 
     if "vae" not in MODELS:
@@ -207,7 +198,8 @@ def test_evaluate_adds_reconstructions_and_training_time_from_a_checkpoint(evalu
         "metrics/vae.json",
     )
     scored = json.loads((evaluated / "metrics/vae.json").read_text())
-    assert scored["train_seconds"] == 12.5 and scored["reconstruction_samples"] == 40
+    assert scored["reconstruction_samples"] == 40
+    assert "train_seconds" not in scored  # a timing in the checkpoint is not read
     assert -1 <= scored["reconstruction_ssim"] < 1 and 0 < scored["reconstruction_psnr"] < 100
 
 

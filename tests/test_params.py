@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import tiny_params
 
-from aigc.params import ParamsError, exit_on_bad_params, from_dict, load_section, spec
+from aigc.params import ParamsError, from_dict, load_section, spec
 from stages.augment import main as augment_main
 from stages.clean import main as clean_main
 from stages.collect import main as collect_main
@@ -114,13 +114,6 @@ def test_load_section_reads_dotted_sections_and_reports_file_problems(tmp_path):
     path.write_text("- a list\n")
     with pytest.raises(ParamsError, match="expected a mapping of sections"):
         load_section(path, "outer", Example)
-
-
-def test_exit_on_bad_params_prints_one_line_and_exits_2(capsys):
-    with pytest.raises(SystemExit) as stopped, exit_on_bad_params():
-        raise ParamsError("split.seed = -1 is out of range")
-    assert stopped.value.code == 2
-    assert capsys.readouterr().err == "error: params.yaml: split.seed = -1 is out of range\n"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ check what ran, what was written, and that an unchanged pipeline does nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -57,18 +59,61 @@ def test_repro_runs_everything_then_nothing_and_an_experiment_runs_one_branch(re
     assert stages_run(first) == expected
 
     data = json.loads((repository / "metrics/data.json").read_text())
-    assert data["collected"] == data["kept"] + data["rejected"]
-    for name in ["real", *MODELS]:
-        metrics = json.loads((repository / f"metrics/{name}.json").read_text())
-        assert metrics["fid"] >= 0
-    assert (repository / "reports/index.html").stat().st_size > 1000
-    for model in MODELS:
-        assert (repository / f"reports/samples/{model}/grid.png").exists()
+    assert data["collected"] == data["kept"] + data["rejected"] == 8 * 40  # tiny: 8 shapes x 40
+    check_metrics_and_report(repository)
 
     second = run("dvc", "repro", cwd=repository)
     assert stages_run(second) == set()
+
+    # sampling again gives the same bytes: only the uncached timing changes, and the report
+    run("dvc", "repro", "--force", "--single-item", "sample@gan", cwd=repository)
+    assert stages_run(run("dvc", "repro", cwd=repository)) == {"report"}
 
     run("git", "add", "-A", cwd=repository)
     run("git", "commit", "-qm", "baseline results", cwd=repository)
     experiment = run("dvc", "exp", "run", "-S", "train.dcgan.learning_rate=0.0001", cwd=repository)
     assert stages_run(experiment) == {"train@dcgan", "sample@dcgan", "evaluate@dcgan", "report"}
+
+
+def check_metrics_and_report(repository: Path) -> None:
+    """Every row's metrics are real numbers on the right sample counts, the real row is the
+    floor, timings are in the logs (not the metrics), and the report shows every row."""
+    metrics = {
+        name: json.loads((repository / f"metrics/{name}.json").read_text())
+        for name in ["real", *MODELS]
+    }
+    for name, values in metrics.items():
+        assert math.isfinite(values["fid"]) and values["fid"] > 0, name
+        assert values["fid_samples"] == values["samples"] and 0 <= values["coverage"] <= 1
+        assert not {"images_per_second", "train_seconds", "sampling_seconds"} & values.keys()
+    for model in MODELS:
+        assert metrics[model]["samples"] == 64  # tiny params: sample.num_samples
+        assert metrics["real"]["fid"] < metrics[model]["fid"], model  # held-out real: the floor
+        sampling = json.loads((repository / f"logs/{model}/sampling.json").read_text())
+        training = json.loads((repository / f"logs/{model}/metrics.json").read_text())
+        assert sampling["images_per_second"] > 0 and training["train_seconds"] > 0
+
+    page = (repository / "reports/index.html").read_text()
+    table = page[page.index('<table id="results">') : page.index("</table>")]
+    assert re.findall(r"<tr[^>]*><td>([^<]+)</td>", table) == ["real", *MODELS]
+    for name, values in metrics.items():
+        assert f"<td>{values['fid']:.2f}</td>" in table, name
+    grids = page.count("data:image/png;base64,")
+    assert grids >= 2 * len(MODELS)  # every model's grid and loss curves, inlined
+    lines = (repository / "reports/summary.md").read_text().splitlines()
+    table = [[cell.strip() for cell in line.split("|")] for line in lines if line.startswith("| ")]
+    header, rows = table[0], {row[1]: row for row in table[1:]}
+    assert list(rows) == ["**real**", *MODELS]
+    for model in MODELS:
+        assert rows[model][header.index("FID ↓")] == f"{metrics[model]['fid']:.2f}"
+        assert rows[model][header.index("Images/s ↑")] != "–"  # from logs/MODEL/sampling.json
+        assert rows[model][header.index("Train s")] != "–"  # from logs/MODEL/metrics.json
+
+
+def test_a_forced_rerun_keeps_the_checkpoints_bytes(repository):
+    run("dvc", "repro", "train@gan", "evaluator", cwd=repository)
+    paths = [repository / "models/gan/model.pt", repository / "models/evaluator.pt"]
+    before = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
+    for stage in ("train@gan", "evaluator"):
+        run("dvc", "repro", "--force", "--single-item", stage, cwd=repository)
+    assert [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths] == before

@@ -42,8 +42,6 @@ def metrics_for(name: str, fid: float) -> dict:
         "reconstruction_ssim": None,
         "reconstruction_psnr": None,
         "samples": 64,
-        "images_per_second": None if name == "real" else 1234.0,
-        "train_seconds": None,
     }
     for index, (label, share) in enumerate(zip(["ankle boot", "bag", "coat"], shares, strict=True)):
         values[f"class_share_{index:02d}_{label.replace(' ', '_')}"] = share
@@ -77,6 +75,12 @@ def write_fake_tree(root) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = "".join(f"{step}\t{value}\n" for step, value in enumerate(values))
         path.write_text(f"step\t{name.split('/')[-1]}\n{rows}")
+    # timings live in the uncached logs: the dvclive summary and the sample stage's sampling.json
+    (root / "logs/gan/metrics.json").write_text(json.dumps({"train_seconds": 161.4, "step": 3}))
+    (root / "logs/gan/sampling.json").write_text(json.dumps({"images_per_second": 1234.0}))
+    (root / "metrics/dcgan.json").write_text(  # a stale metrics file's timings are never shown
+        json.dumps(metrics_for("dcgan", 40.0) | {"images_per_second": 999.0, "train_seconds": 9.0})
+    )
     params = {"models": MODELS}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
@@ -128,6 +132,12 @@ def test_rows_notes_and_summary(report):
     summary = (report / "reports/summary.md").read_text()
     lines = [line for line in summary.splitlines() if line.startswith("| ")]
     assert [line.split("|")[1].strip() for line in lines[1:]] == ["**real**", *MODELS]
+    header = [cell.strip() for cell in lines[0].split("|")]
+    speed, seconds = header.index("Images/s ↑"), header.index("Train s")
+    row = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")] for line in lines[1:]}
+    assert (row["gan"][speed], row["gan"][seconds]) == ("1234", "161")  # read from logs/gan
+    assert (row["dcgan"][speed], row["dcgan"][seconds]) == ("–", "–")  # no logs: none shown
+    assert (row["**real**"][speed], row["**real**"][seconds]) == ("–", "–")
     assert "test accuracy 0.9300" in summary and "vae: no metrics" in summary
 
 

@@ -34,7 +34,7 @@ def save_model(path, family: str, conditional: bool = False, **options) -> None:
             "config": dataclasses.asdict(config),
             "model": model.state_dict(),
             "ema": None,
-            "meta": {"classes": CLASSES, "train_seconds": 1.0},
+            "meta": {"classes": CLASSES},
         },
     )
 
@@ -71,14 +71,15 @@ def test_stage_writes_the_image_set_info_and_figures(tmp_path, test_set, monkeyp
     write_params(tmp_path, {"sample": {"num_samples": 70, "batch_size": 32}})
     save_model(tmp_path / "vae.pt", "vae", latent_dim=4)
     run_stage(monkeypatch, "--checkpoint", "vae.pt", "--test", test_set, "--out", "samples",
-              "--reports", "reports")  # fmt: skip
+              "--reports", "reports", "--timings", "logs/sampling.json")  # fmt: skip
     samples = load_image_set(tmp_path / "samples")
     assert samples.images.shape == (70, 1, 16, 16) and samples.images.dtype == np.uint8
     assert (samples.labels == -1).all() and samples.classes == CLASSES
     info = json.loads((tmp_path / "samples" / "info.json").read_text())
-    assert info["family"] == "vae" and info["num_samples"] == 70
-    assert info["conditional"] is False and info["images_per_second"] > 0
-    assert info["sampling_seconds"] > 0
+    assert info == {"family": "vae", "num_samples": 70, "conditional": False}  # no timings
+    timings = json.loads((tmp_path / "logs" / "sampling.json").read_text())
+    assert timings["num_samples"] == 70 and timings["sampling_seconds"] > 0
+    assert timings["images_per_second"] == pytest.approx(70 / timings["sampling_seconds"])
     figures = sorted(p.name for p in (tmp_path / "reports").iterdir())
     assert figures == ["grid.png", "interpolation.png", "reconstructions.png"]
 
@@ -95,18 +96,25 @@ def test_conditional_samples_carry_the_requested_labels(tmp_path, monkeypatch):
     assert figures == ["classes.png", "grid.png", "interpolation.png"]
 
 
-def test_classes_flag_asks_a_conditional_model_for_named_or_numbered_classes(tmp_path, monkeypatch):
+def test_classes_flag_asks_a_conditional_model_for_named_or_numbered_classes(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     save_model(tmp_path / "dcgan.pt", "dcgan", conditional=True, latent_dim=8)
     params = write_params(tmp_path)
     run_stage(monkeypatch, "--checkpoint", "dcgan.pt", "--out", "samples", "--reports", "reports",
               "--num-samples", 6, "--classes", "c,0", "--params", params)  # fmt: skip
     assert load_image_set(tmp_path / "samples").labels.tolist() == [2, 0, 2, 0, 2, 0]
-    with pytest.raises(SystemExit, match="'z' is not a class; allowed: a, b, c"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as caught:
         run_stage(monkeypatch, "--checkpoint", "dcgan.pt", "--out", "x.png", "--classes", "z")
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == "error: --classes: 'z' is not a class; allowed: a, b, c\n"
     save_model(tmp_path / "gan.pt", "gan", latent_dim=8)
-    with pytest.raises(SystemExit, match="needs a conditional model"):
+    with pytest.raises(SystemExit) as caught:
         run_stage(monkeypatch, "--checkpoint", "gan.pt", "--out", "x.png", "--classes", "a")
+    assert caught.value.code == 2
+    assert "--classes: needs a conditional model" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 
@@ -127,15 +135,20 @@ def test_grid_mode_writes_one_png_without_a_params_file_and_is_reproducible(tmp_
     assert one.read_bytes() != three.read_bytes()
 
 
-def test_two_runs_give_identical_sample_sets(tmp_path, monkeypatch):
+def test_two_runs_write_byte_identical_outputs(tmp_path, monkeypatch):
+    """DVC caches --out: the same model and params must give the same bytes (so the same
+    hash), timings included nowhere in it; only the uncached --timings file may differ."""
     monkeypatch.chdir(tmp_path)
     save_model(tmp_path / "dcgan.pt", "dcgan", latent_dim=8)
     for out in ("first", "second"):
         run_stage(monkeypatch, "--checkpoint", "dcgan.pt", "--out", out, "--reports", f"r-{out}",
-                  "--num-samples", 40, "--batch-size", 16)  # fmt: skip
-    first, second = load_image_set(tmp_path / "first"), load_image_set(tmp_path / "second")
-    assert np.array_equal(first.images, second.images)
-    assert len(np.unique(first.images.reshape(40, -1), axis=0)) == 40  # not one image repeated
+                  "--num-samples", 40, "--batch-size", 16, "--timings", f"{out}.json")  # fmt: skip
+    for kind in ("", "r-"):
+        first = {p.name: p.read_bytes() for p in (tmp_path / f"{kind}first").iterdir()}
+        second = {p.name: p.read_bytes() for p in (tmp_path / f"{kind}second").iterdir()}
+        assert first == second and len(first) >= 2
+    images = load_image_set(tmp_path / "first").images
+    assert len(np.unique(images.reshape(40, -1), axis=0)) == 40  # not one image repeated
 
 
 @pytest.mark.parametrize(

@@ -1,31 +1,54 @@
-"""The model families, chosen by name from `MODELS`.
+"""The model families, chosen by name from `MODELS` (a family's file is imported on lookup).
 
-Every family is an `nn.Module` subclass of `GenerativeModel` with the same small interface:
-
-- `Config`: a frozen dataclass of its shape and optimiser settings (built from params.yaml's
-  `train.<family>` section plus `image_size`, `channels`, `num_classes` derived from the data).
-  The checkpoint stores it, so `sample`/`evaluate` rebuild the model from the checkpoint alone.
-- `train_step(images, labels) -> {"name": float, ...}`: one optimisation step on a batch of
-  float images in [0, 1], shaped (B, C, H, W), and int64 labels (B,) (-1 = unlabelled). The model
-  owns its optimizers (`self.optimizers`, a dict name -> torch.optim.Optimizer).
-- `sample(n, labels=None, generator=None) -> (n, C, H, W) float images in [0, 1]`.
-- `generator`: the submodule `sample` runs (its weights are what EMA averages).
-- Families that encode also have `reconstruct(images, labels=None) -> images in [0, 1]` and
-  `encode`/`decode` for latent interpolation; `latent_dim` names the latent size.
+`MODELS[name]` is the family's class, a subclass of `GenerativeModel`; the contract every family
+keeps (Config, train_step, latent_shape/decode, sample, sampling_network, encode/reconstruct,
+configure_sampling) is declared in `aigc/models/base.py`. To add a family: one file defining
+`MODEL`, one line below, one `train.<name>` section in params.yaml.
 """
 
 from __future__ import annotations
 
-from aigc.models import dcgan, ddpm, gan, vae, vaegan
-from aigc.models.base import GenerativeModel
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-MODELS: dict[str, type[GenerativeModel]] = {
-    "gan": gan.MODEL,
-    "dcgan": dcgan.MODEL,
-    "vae": vae.MODEL,
-    "vaegan": vaegan.MODEL,
-    "ddpm": ddpm.MODEL,
-}
+if TYPE_CHECKING:
+    from aigc.models.base import GenerativeModel
+
+
+class FamilyRegistry(Mapping):
+    """Family name -> model class, importing a family's module only when it is looked up.
+
+    A stage that trains, samples or evaluates one family then loads that family's file and no
+    other, so its `deps:` in dvc.yaml can name exactly the files it runs (tests/test_deps.py
+    checks this). Each module defines its class as `MODEL`; `modules` maps name -> module.
+    """
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        self.modules = dict(modules)
+
+    def __getitem__(self, family: str) -> type[GenerativeModel]:
+        return importlib.import_module(self.modules[family]).MODEL
+
+    def __contains__(self, family: object) -> bool:  # without importing anything
+        return family in self.modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.modules)
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+
+MODELS: Mapping[str, type[GenerativeModel]] = FamilyRegistry(
+    {
+        "gan": "aigc.models.gan",
+        "dcgan": "aigc.models.dcgan",
+        "vae": "aigc.models.vae",
+        "vaegan": "aigc.models.vaegan",
+        "ddpm": "aigc.models.ddpm",
+    }
+)
 
 
 def build_model(family: str, config) -> GenerativeModel:

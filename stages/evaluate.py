@@ -2,8 +2,9 @@
 
 Reads `--samples` (an image set, an `.npy` of uint8 or [0, 1] floats, or a folder of image
 files), the evaluator checkpoint, and the real splits: `--reference` (what samples are compared
-with), `--heldout` (real images the model never saw: the yardstick of the copy rate) and
-`--train`. With `--checkpoint`, adds the model's training time and, for families that encode,
+with), `--heldout` (real images the model never saw: the yardstick of the copy rate, and the
+real row's N at which the `*_at_real_n` keys score the samples like for like) and `--train`.
+With `--checkpoint`, adds the model's training time and, for families that encode,
 reconstruction SSIM/PSNR on the reference images; `info.json` beside the samples gives the
 sampling speed. Prints the table; writes it as flat JSON to `--out` when given.
 

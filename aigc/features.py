@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,17 +26,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torch import nn
 from torch.nn import functional as F
 
 from aigc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from aigc.files import read_npy
-from aigc.imagesets import ImageSet
+from aigc.imagesets import ImageSet, load_image_set
 from aigc.params import spec
 
 FAMILY = "evaluator"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}  # Pillow's
+MAX_PIXELS = 89_478_485  # largest picture decoded: Pillow's own decompression-bomb limit
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,56 @@ def score_split(
     return {"loss": loss_sum / max(1, len(image_set))}
 
 
+def evaluator_config(train: ImageSet, val: ImageSet, params: EvaluatorParams) -> EvaluatorConfig:
+    """The network's shape for these splits: a classifier when `train` is labelled, else an
+    autoencoder (ValueError for splits it cannot learn from)."""
+    kind = "classifier" if train.labelled else "autoencoder"
+    if kind == "classifier" and not val.labelled:
+        raise ValueError("the training split is labelled but the validation split is not")
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("the evaluator needs non-empty training and validation splits")
+    _, channels, height, width = train.images.shape
+    if height != width:
+        raise ValueError(f"the evaluator needs square images, got {height}x{width}")
+    return EvaluatorConfig(
+        kind=kind,
+        channels=channels,
+        image_size=height,
+        width=params.width,
+        embedding_dim=params.embedding_dim,
+        classes=tuple(train.classes) if kind == "classifier" else (),
+        dropout=params.dropout,
+    )
+
+
+def train_epoch(
+    model: Evaluator,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    shuffle: torch.Generator,
+    params: EvaluatorParams,
+) -> None:
+    """One pass over uint8 `images` (N, C, S, S) in the order `shuffle` draws; a partial last
+    batch is dropped (the one-cycle schedule counts whole batches)."""
+    model.train()
+    device = images.device
+    order = torch.randperm(len(images), generator=shuffle).to(device)
+    for step in range(max(1, len(images) // params.batch_size)):
+        index = order[step * params.batch_size : (step + 1) * params.batch_size]
+        batch = images[index].float().div_(255.0)  # (B, C, S, S) in [0, 1]
+        if params.hflip > 0:  # the one augmentation: mirror images (clothes are symmetric)
+            flip = (torch.rand(len(index), generator=shuffle) < params.hflip).to(device)
+            batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+        # Objective: cross-entropy of the labels (classifier) or BCE of the pixels (autoencoder).
+        loss = model.loss(batch, labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+
+
 def train_evaluator(
     train: ImageSet, val: ImageSet, params: EvaluatorParams, log: Callable[[str], None] = print
 ) -> tuple[Evaluator, dict]:
@@ -196,25 +246,9 @@ def train_evaluator(
     https://arxiv.org/abs/1708.07120); training stops early after `patience` epochs without a
     better validation score. Returns the model (eval mode) and a summary of the run.
     """
-    kind = "classifier" if train.labelled else "autoencoder"
-    if kind == "classifier" and not val.labelled:
-        raise ValueError("the training split is labelled but the validation split is not")
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError("the evaluator needs non-empty training and validation splits")
     device = resolve_device(params.device)
-    torch.manual_seed(params.seed)
-    _, channels, height, width = train.images.shape
-    if height != width:
-        raise ValueError(f"the evaluator needs square images, got {height}x{width}")
-    config = EvaluatorConfig(
-        kind=kind,
-        channels=channels,
-        image_size=height,
-        width=params.width,
-        embedding_dim=params.embedding_dim,
-        classes=tuple(train.classes) if kind == "classifier" else (),
-        dropout=params.dropout,
-    )
+    torch.manual_seed(params.seed)  # before the network is built: it draws the initial weights
+    config = evaluator_config(train, val, params)
     model = Evaluator(config).to(device)
     images = torch.from_numpy(np.array(train.images)).to(device)  # uint8 (N, C, S, S), in memory
     labels = torch.from_numpy(np.asarray(train.labels)).to(device)
@@ -224,28 +258,14 @@ def train_evaluator(
         optimizer, max_lr=params.learning_rate, total_steps=params.epochs * steps_per_epoch
     )
     shuffle = torch.Generator().manual_seed(params.seed)
-    metric = "accuracy" if kind == "classifier" else "loss"
+    metric = "accuracy" if config.kind == "classifier" else "loss"
     best_score, best_epoch, best_state = -float("inf"), 0, None
     started = time.perf_counter()
-
-    # Objective: cross-entropy of the labels (classifier) or BCE of the pixels (autoencoder).
     epoch = 0
     for epoch in range(1, params.epochs + 1):
-        model.train()
-        order = torch.randperm(len(train), generator=shuffle).to(device)
-        for step in range(steps_per_epoch):
-            index = order[step * params.batch_size : (step + 1) * params.batch_size]
-            batch = images[index].float().div_(255.0)  # (B, C, S, S) in [0, 1]
-            if params.hflip > 0:  # the one augmentation: mirror images (clothes are symmetric)
-                flip = (torch.rand(len(index), generator=shuffle) < params.hflip).to(device)
-                batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
-            loss = model.loss(batch, labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+        train_epoch(model, images, labels, optimizer, schedule, shuffle, params)
         value = score_split(model, val, device=device)[metric]
-        score = value if metric == "accuracy" else -value
+        score = value if metric == "accuracy" else -value  # higher is better
         seconds = time.perf_counter() - started
         log(f"evaluator epoch {epoch}: val {metric} {value:.4f} ({seconds:.0f} s)")
         if score > best_score:
@@ -257,7 +277,7 @@ def train_evaluator(
     model.load_state_dict(best_state)
     model.eval()
     summary = {
-        "kind": kind,
+        "kind": config.kind,
         "epochs": epoch,
         "best_epoch": best_epoch,
         "seconds": round(time.perf_counter() - started, 2),
@@ -351,24 +371,20 @@ def extract_features(
 def read_samples(path: str | Path) -> ImageSet:
     """Images to score: an image-set folder, an `.npy` array, or a folder of image files.
 
-    An `.npy` may be uint8 or float in [0, 1], shaped (N, C, H, W), (N, H, W, C) or (N, H, W).
-    Image files (any format pillow reads, found recursively, in sorted order) keep their own
-    mode and size here; `conform` brings everything to the evaluator's. Labels are those of an
-    image set, else all -1.
+    An image-set folder (`aigc.imagesets`) keeps its labels and class names; a folder holding
+    only `images.npy` is read as that array. An `.npy` may be uint8 or float in [0, 1], shaped
+    (N, C, H, W), (N, H, W, C) or (N, H, W). Image files (any format pillow reads, found
+    recursively, in sorted order) are decoded as the clean stage decodes real images (see
+    `_decode_files`); `conform` brings everything to the evaluator's channels and size. Labels
+    are those of an image set, else all -1.
     """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
     if path.is_dir() and (path / "images.npy").is_file():
-        images = read_npy(path / "images.npy")
-        labels_path, classes_path = path / "labels.npy", path / "classes.json"
-        labels = (
-            np.asarray(read_npy(labels_path, mmap=False), dtype=np.int64)
-            if labels_path.is_file()
-            else np.full(len(images), -1, dtype=np.int64)
-        )
-        classes = json.loads(classes_path.read_text()) if classes_path.is_file() else []
-        return ImageSet(_to_nchw_uint8(images, path / "images.npy"), labels, classes)
+        if (path / "labels.npy").is_file() and (path / "classes.json").is_file():
+            return load_image_set(path)
+        path = path / "images.npy"
     if path.is_file() and path.suffix == ".npy":
         images = _to_nchw_uint8(read_npy(path), path)
         return ImageSet(images, np.full(len(images), -1, dtype=np.int64), [])
@@ -394,39 +410,37 @@ def _to_nchw_uint8(array: np.ndarray, where: Path) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.floating):
+        from aigc.images import to_uint8  # only here: the pipeline's own samples are uint8
+
         low, high = float(np.min(array)), float(np.max(array))
         if low < -1e-3 or high > 1.0 + 1e-3 or not np.isfinite([low, high]).all():
             raise ValueError(f"{where}: float images must lie in [0, 1], found [{low}, {high}]")
-        return np.clip(np.rint(np.asarray(array, np.float32) * 255.0), 0, 255).astype(np.uint8)
+        return to_uint8(np.asarray(array, np.float32))
     raise ValueError(f"{where}: images must be uint8 or float in [0, 1], got {array.dtype}")
 
 
 def _decode_files(files: list[Path]) -> np.ndarray:
-    """Decode image files as uint8 (N, C, H, W): RGB when any is colour, else grey."""
+    """Decode image files as uint8 (N, C, H, W) with the clean stage's decoder.
+
+    `aigc.images` checks the size before decoding pixels, turns EXIF-rotated pictures upright,
+    and converts every Pillow mode to grey or RGB (16-bit scaled, transparency on white): RGB
+    when any file is colour, else grey. Each picture is then resized and centre-cropped to a
+    square at the largest side among the files.
+    """
+    from aigc.images import Rejected, as_array, decode, fit_square, to_channels, upright
+
+    # (imported here: only scoring a folder of image files needs the decoder, so the stages
+    # that import this module do not depend on aigc/images.py)
     pictures = []
     for file in files:
         try:
-            with Image.open(file) as picture:
-                picture = ImageOps.exif_transpose(picture)
-                grey = picture.mode in ("1", "L", "I", "I;16", "F", "LA")
-                pictures.append(picture.convert("L" if grey else "RGB"))
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            pictures.append(upright(decode(file.read_bytes(), MAX_PIXELS)))
+        except Rejected as error:
             raise ValueError(f"{file}: cannot decode: {error}") from None
-    mode = "RGB" if any(p.mode == "RGB" for p in pictures) else "L"
-    side = max(max(p.size) for p in pictures)
-    arrays = []
-    for picture in pictures:
-        picture = _square(picture.convert(mode)).resize((side, side), Image.Resampling.BILINEAR)
-        array = np.asarray(picture, dtype=np.uint8)
-        arrays.append(array[None] if array.ndim == 2 else np.transpose(array, (2, 0, 1)))
-    return np.stack(arrays)
-
-
-def _square(picture: Image.Image) -> Image.Image:
-    """The centred square crop of a picture."""
-    side = min(picture.size)
-    left, top = (picture.width - side) // 2, (picture.height - side) // 2
-    return picture.crop((left, top, left + side, top + side))
+    channels = 3 if any(picture.mode not in GREY_MODES for picture in pictures) else 1
+    side = max(max(picture.size) for picture in pictures)
+    squares = [fit_square(to_channels(p, channels), side, "crop")[0] for p in pictures]
+    return np.stack([as_array(square) for square in squares])
 
 
 def conform(images: np.ndarray, channels: int, size: int) -> np.ndarray:

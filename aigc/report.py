@@ -6,7 +6,9 @@ matplotlib's Agg backend and inlined the same way, and the only CSS is a `<style
 dvclive's own HTML and `dvc plots show` fetch vega from the web, so they render blank offline.
 
 Rows are the real held-out images first (the floor), then the models in params.yaml order; a
-model whose files are missing keeps its row with a visible note.
+model whose files are missing keeps its row with a visible note. FID and KID show "± SE"; a
+second table repeats the metrics that depend on the sample count at the real row's N (the
+`*_at_real_n` keys of `aigc.metrics`), where the rows compare like for like.
 """
 
 from __future__ import annotations
@@ -30,23 +32,44 @@ IMAGES = [  # (file in reports/samples/MODEL, caption), in page order
     ("classes.png", "one row per class"),
     ("reconstructions.png", "reconstructions (originals above, reconstructions below)"),
 ]
-# (metrics key, column header, format); ↓ lower is better, ↑ higher is better.
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: the metrics key, its header (↓ lower is better, ↑ higher is better), the
+    format, and the key of its standard error, shown as "value ± error" when present."""
+
+    key: str
+    header: str
+    template: str
+    error_key: str | None = None
+
+
 COLUMNS = [
-    ("fid", "FID ↓", "{:.2f}"),
-    ("kid_mean", "KID ↓", "{:.4g}"),
-    ("inception_score_mean", "IS ↑", "{:.2f}"),
-    ("precision", "Precision ↑", "{:.3f}"),
-    ("recall", "Recall ↑", "{:.3f}"),
-    ("density", "Density", "{:.3f}"),
-    ("coverage", "Coverage ↑", "{:.3f}"),
-    ("classes_covered", "Classes", "{:d}"),
-    ("class_kl", "Class KL ↓", "{:.3f}"),
-    ("copy_rate", "Copy rate ↓", "{:.3f}"),
-    ("reconstruction_ssim", "SSIM ↑", "{:.3f}"),
-    ("reconstruction_psnr", "PSNR ↑", "{:.1f}"),
-    ("images_per_second", "Images/s ↑", "{:.0f}"),
-    ("train_seconds", "Train s", "{:.0f}"),
-    ("samples", "N", "{:d}"),
+    Column("fid", "FID ↓", "{:.2f}", "fid_se"),
+    Column("kid_mean", "KID ↓", "{:.3g}", "kid_se"),
+    Column("inception_score_mean", "IS ↑", "{:.2f}"),
+    Column("precision", "Precision ↑", "{:.3f}"),
+    Column("recall", "Recall ↑", "{:.3f}"),
+    Column("density", "Density", "{:.3f}"),
+    Column("coverage", "Coverage ↑", "{:.3f}"),
+    Column("classes_covered", "Classes", "{:d}"),
+    Column("class_kl", "Class KL ↓", "{:.3f}"),
+    Column("copy_rate", "Copy rate ↓", "{:.3f}"),
+    Column("reconstruction_ssim", "SSIM ↑", "{:.3f}"),
+    Column("reconstruction_psnr", "PSNR ↑", "{:.1f}"),
+    Column("images_per_second", "Images/s ↑", "{:.0f}"),
+    Column("train_seconds", "Train s", "{:.0f}"),
+    Column("samples", "N", "{:d}"),
+]
+# The metrics that depend on the sample count, every row at the real row's N (aigc.metrics).
+LIKE_FOR_LIKE = [
+    Column("fid_at_real_n", "FID ↓", "{:.2f}", "fid_se_at_real_n"),
+    Column("precision_at_real_n", "Precision ↑", "{:.3f}"),
+    Column("recall_at_real_n", "Recall ↑", "{:.3f}"),
+    Column("density_at_real_n", "Density", "{:.3f}"),
+    Column("coverage_at_real_n", "Coverage ↑", "{:.3f}"),
+    Column("real_n", "N", "{:d}"),
 ]
 
 
@@ -114,20 +137,42 @@ def format_value(value, template: str) -> str:
         return str(value)
 
 
-def cells(row: Row) -> list[str]:
+def cell(metrics: dict, column: Column) -> str:
+    """One formatted value, with "± error" when the column has a standard error at hand."""
+    text = format_value(metrics.get(column.key), column.template)
+    error = metrics.get(column.error_key) if column.error_key else None
+    if text != "–" and format_value(error, column.template) != "–":
+        text += " ± " + format_value(error, column.template)
+    return text
+
+
+def cells(row: Row, columns: list[Column] = COLUMNS) -> list[str]:
     metrics = row.metrics or {}
-    return [format_value(metrics.get(key), template) for key, _, template in COLUMNS]
+    return [cell(metrics, column) for column in columns]
 
 
-def markdown_table(rows: list[Row]) -> str:
+def markdown_table(rows: list[Row], columns: list[Column] = COLUMNS) -> str:
     lines = [
-        "| Model | " + " | ".join(header for _, header, _ in COLUMNS) + " |",
-        "|---|" + "---:|" * len(COLUMNS),
+        "| Model | " + " | ".join(column.header for column in columns) + " |",
+        "|---|" + "---:|" * len(columns),
     ]
     for row in rows:
         name = f"**{row.name}**" if row.name == REAL else row.name
-        lines.append(f"| {name} | " + " | ".join(cells(row)) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells(row, columns)) + " |")
     return "\n".join(lines)
+
+
+def like_for_like_text(rows: list[Row]) -> str:
+    """What the like-for-like table shows, with the real row's N when it is known."""
+    real = next((row.metrics for row in rows if row.name == REAL and row.metrics), None) or {}
+    count = real.get("real_n", real.get("samples"))
+    size = f"N = {count}" if isinstance(count, int) else "N"
+    return (
+        f"The real row can only hold the held-out split ({size} images), while each model "
+        "draws more; these columns score every row on that many of its samples (drawn with a "
+        "fixed seed) against the same reference set, so they compare with the real row's. "
+        "KID, copy rate and class shares do not depend on N."
+    )
 
 
 def markdown_summary(rows: list[Row], evaluator: dict | None) -> str:
@@ -136,7 +181,10 @@ def markdown_summary(rows: list[Row], evaluator: dict | None) -> str:
     parts.append(
         "Metrics in the evaluator's feature space; **real** is held-out real images (the floor)."
     )
-    parts += ["", markdown_table(rows), "", evaluator_line(evaluator)]
+    parts.append("FID and KID carry their standard errors (± SE, over fresh sets of samples).")
+    parts += ["", markdown_table(rows), ""]
+    parts += ["### Like for like: every row at the real row's N", "", like_for_like_text(rows)]
+    parts += ["", markdown_table(rows, LIKE_FOR_LIKE), "", evaluator_line(evaluator)]
     notes = [f"- {row.name}: {note}" for row in rows for note in row.notes]
     if notes:
         parts += ["", "Notes:", *notes]
@@ -299,6 +347,18 @@ figcaption { font-size: 12px; color: #666; } .kv { display: inline-table; margin
 """
 
 
+def html_table(rows: list[Row], columns: list[Column], table_id: str) -> str:
+    """One results table, every text escaped; the real row is highlighted."""
+    header = "".join(f"<th>{html.escape(column.header)}</th>" for column in columns)
+    lines = [f'<table id="{table_id}"><thead><tr><th>Model</th>{header}</tr></thead><tbody>']
+    for row in rows:
+        values = "".join(f"<td>{html.escape(value)}</td>" for value in cells(row, columns))
+        css = ' class="real"' if row.name == REAL else ""
+        lines.append(f"<tr{css}><td>{html.escape(row.name)}</td>{values}</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
 def build_html(
     rows: list[Row],
     data_summary: dict | None,
@@ -310,16 +370,13 @@ def build_html(
     body = ["<h1>aigc report</h1>"]
     body.append(
         "<p>Every metric is computed in the evaluator's feature space. The <b>real</b> row scores "
-        "held-out real images the same way: the floor a model is measured against.</p>"
+        "held-out real images the same way: the floor a model is measured against. FID and KID "
+        "carry their standard errors (± SE, over fresh sets of samples).</p>"
     )
-    header = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in COLUMNS)
-    lines = [f'<table id="results"><thead><tr><th>Model</th>{header}</tr></thead><tbody>']
-    for row in rows:
-        values = "".join(f"<td>{html.escape(value)}</td>" for value in cells(row))
-        css = ' class="real"' if row.name == REAL else ""
-        lines.append(f"<tr{css}><td>{html.escape(row.name)}</td>{values}</tr>")
-    lines.append("</tbody></table>")
-    body += lines
+    body.append(html_table(rows, COLUMNS, "results"))
+    body.append("<h3>Like for like: every row at the real row's N</h3>")
+    body.append(f"<p>{html.escape(like_for_like_text(rows))}</p>")
+    body.append(html_table(rows, LIKE_FOR_LIKE, "like-for-like"))
     body += [_note(f"{row.name}: {note}") for row in rows for note in row.notes]
 
     body.append("<h2>Data and evaluator</h2>")

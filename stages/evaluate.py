@@ -2,10 +2,11 @@
 
 Reads `--samples` (an image set, an `.npy` of uint8 or [0, 1] floats, or a folder of image
 files), the evaluator checkpoint, and the real splits: `--reference` (what samples are compared
-with), `--heldout` (real images the model never saw: the yardstick of the copy rate) and
-`--train`. With `--checkpoint`, adds, for families that encode, reconstruction SSIM/PSNR on the
-reference images. Prints the table; writes it as flat JSON to `--out` when given. Training time
-and sampling speed are not read here: they live in the uncached logs (logs/MODEL/metrics.json,
+with), `--heldout` (real images the model never saw: the yardstick of the copy rate, and the
+real row's N at which the `*_at_real_n` keys score the samples like for like) and `--train`.
+With `--checkpoint`, adds, for families that encode, reconstruction SSIM/PSNR on the reference
+images. Prints the table; writes it as flat JSON to `--out` when given. Training time and
+sampling speed are not read here: they live in the uncached logs (logs/MODEL/metrics.json,
 logs/MODEL/sampling.json), which the report reads.
 
     python -m stages.evaluate --samples data/samples/dcgan --name dcgan \

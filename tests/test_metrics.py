@@ -15,14 +15,16 @@ from conftest import CLASSES, labelled_images, trained_evaluator
 from scipy.ndimage import gaussian_filter
 
 from aigc import metrics
-from aigc.features import extract_features
+from aigc.features import Features, extract_features
 from aigc.metrics import (
     EvaluateParams,
     class_kl,
     classes_covered,
     copy_rate,
     copy_threshold,
+    feature_statistics,
     fid,
+    fid_standard_error,
     frechet_distance,
     inception_score,
     kid,
@@ -30,7 +32,9 @@ from aigc.metrics import (
     nearest_distances,
     neighbour_radii,
     reconstruction_quality,
+    reference_scale,
     score_samples,
+    standardise,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -39,6 +43,7 @@ PARAMS = EvaluateParams(
     batch_size=256,
     kid_subsets=10,
     kid_subset_size=200,
+    fid_bootstrap_rounds=10,
     inception_splits=5,
     precision_k=3,
     density_k=5,
@@ -101,14 +106,18 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift(rng):
 
 
 def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_two(rng):
-    same_a, same_b = rng.normal(size=(1000, 16)), rng.normal(size=(1000, 16))
-    different = rng.normal(loc=0.3, size=(1000, 16))
-    mean_same, std_same, size = kid(same_a, same_b, subsets=20, subset_size=300)
-    mean_different, _, _ = kid(same_a, different, subsets=20, subset_size=300)
-    assert size == 300
-    assert abs(mean_same) < 3 * std_same + 1e-3
-    assert mean_different > 10 * max(abs(mean_same), std_same)
+    # Averaged over 8 pairs of sets from one distribution, KID sits within a few standard errors
+    # of 0; one set's value can be a few SE off on its own (the SE leaves out the second set).
+    pairs = [(rng.normal(size=(600, 16)), rng.normal(size=(600, 16))) for _ in range(8)]
+    same = [kid(a, b, subsets=10, subset_size=300, seed=seed) for seed, (a, b) in enumerate(pairs)]
+    assert all(found.subset_size == 300 for found in same)
+    average = np.mean([found.mean for found in same])
+    error_of_average = np.sqrt(np.sum([found.standard_error**2 for found in same])) / len(same)
+    assert abs(average) < 4 * error_of_average
+    different = kid(pairs[0][0], rng.normal(loc=0.3, size=(600, 16)), 10, 300)
+    assert different.mean > 10 * different.standard_error and different.mean > 20 * abs(average)
     # The biased estimate (diagonal included) would sit clearly above zero for one distribution.
+    same_a, same_b = pairs[0]
     assert (
         abs(metrics.unbiased_mmd2(same_a[:100], same_b[:100]))
         < metrics.polynomial_kernel(same_a[:1], same_a[:1])[0, 0] / 100
@@ -139,6 +148,122 @@ def test_class_coverage_and_kl_for_a_collapse_to_two_of_ten_classes():
     assert classes_covered(real, real, threshold=0.2) == 10
     assert class_kl(np.array([0.5, 0.5] + [0] * 8), real) == pytest.approx(np.log(5))
     assert class_kl(real, real) == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------- uncertainty
+
+
+def gaussian_features(rng, count: int, mixing: np.ndarray, shift: float = 0.0) -> np.ndarray:
+    """Correlated Gaussian features (count, D): standard normals times `mixing`, plus `shift`."""
+    return rng.normal(size=(count, len(mixing))) @ mixing + shift
+
+
+def test_fid_standard_error_matches_the_spread_of_fid_over_fresh_sample_sets(rng):
+    # The bootstrap SE estimates the std of FID over independent draws of N samples (reference
+    # fixed): close for sets that differ, on the safe side (larger) for one distribution, where
+    # FID's distribution is skewed. Resampling without replacement would give 0; resampling the
+    # reference too, or the wrong N, a wrong spread.
+    mixing = rng.normal(size=(8, 8)) / np.sqrt(8)
+    reference = feature_statistics(gaussian_features(rng, 3000, mixing))
+    for shift, low, high in ((0.0, 0.9, 2.0), (0.15, 0.75, 1.3), (0.4, 0.75, 1.3)):
+        draws = [gaussian_features(rng, 400, mixing, shift) for _ in range(60)]
+        spread = np.std([frechet_distance(*feature_statistics(d), *reference) for d in draws])
+        errors = [fid_standard_error(d, *reference, 20, seed) for seed, d in enumerate(draws[:15])]
+        assert low < np.mean(errors) / spread < high, (shift, np.mean(errors), spread)
+
+
+def test_kid_standard_error_matches_the_spread_of_kid_over_fresh_sample_sets(rng):
+    # From one distribution to distant ones. The subsets' std over √subsets alone reads ~0.6 of
+    # the spread for the distant pair (the subsets overlap); the first-order term without its
+    # noise correction reads ~1.7 times it for the identical pair.
+    mixing = rng.normal(size=(8, 8)) / np.sqrt(8)
+    reference = gaussian_features(rng, 1000, mixing)
+    for shift in (0.0, 0.4):
+        fresh = [
+            kid(gaussian_features(rng, 1000, mixing, shift), reference, 10, 200, seed)
+            for seed in range(30)
+        ]
+        spread = np.std([found.mean for found in fresh], ddof=1)
+        ratio = np.mean([found.standard_error for found in fresh]) / spread
+        assert 0.75 < ratio < 1.3, (shift, ratio)
+    assert kid(reference, reference, 1, 400).standard_error is None
+
+
+# ---------------------------------------------------------------- scale, bad input, like for like
+
+
+def features(embeddings: np.ndarray, classes: int = 0, seed: int = 0) -> Features:
+    """Features with random class probabilities (or none) for synthetic embeddings."""
+    if not classes:
+        return Features(embeddings.astype(np.float32), None)
+    logits = np.random.default_rng(seed).normal(size=(len(embeddings), classes))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return Features(embeddings.astype(np.float32), probabilities.astype(np.float32))
+
+
+def synthetic_sets(rng, samples: int = 1500, heldout: int = 400, shift: float = 0.0) -> dict:
+    """samples, reference, heldout and train Features drawn from one correlated Gaussian."""
+    mixing = rng.normal(size=(12, 12)) / np.sqrt(12) * np.linspace(0.2, 5, 12)  # uneven scales
+    draw = lambda count, offset=0.0: features(gaussian_features(rng, count, mixing, offset))  # noqa: E731
+    return {
+        "samples": draw(samples, shift),
+        "reference": draw(1500),
+        "heldout": draw(heldout),
+        "train": draw(1500),
+    }
+
+
+def test_fid_and_kid_are_measured_in_the_reference_standardised_space(rng):
+    sets = synthetic_sets(rng, shift=0.3)
+    scored = score_samples(**sets, params=PARAMS)
+    mean, scale = reference_scale(sets["reference"].embeddings)
+    standard = {name: standardise(found.embeddings, mean, scale) for name, found in sets.items()}
+    assert np.allclose(np.cov(standard["reference"], rowvar=False).diagonal(), 1.0)
+    assert scored["fid"] == pytest.approx(fid(standard["samples"], standard["reference"]))
+    raw_fid = fid(sets["samples"].embeddings, sets["reference"].embeddings)
+    assert abs(scored["fid"] - raw_fid) > 0.1 * raw_fid  # the raw space would differ
+
+    # An evaluator that stretches and shifts its dimensions gives the same FID and KID; the
+    # k-NN metrics see the raw space, where only a common scale cancels.
+    stretch = rng.uniform(0.1, 10, 12)
+    stretched = {name: features(found.embeddings * stretch + 3.0) for name, found in sets.items()}
+    moved = score_samples(**stretched, params=PARAMS)
+    for key in ("fid", "fid_se", "kid_mean", "kid_se", "fid_at_real_n"):
+        assert moved[key] == pytest.approx(scored[key], rel=1e-5), key
+    assert moved["coverage"] != scored["coverage"]
+    scaled = {name: features(found.embeddings * 7.0) for name, found in sets.items()}
+    assert score_samples(**scaled, params=PARAMS)["coverage"] == scored["coverage"]
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_are_refused_naming_the_set_and_the_rows(rng, bad_value):
+    sets = synthetic_sets(rng)
+    sets["samples"].embeddings[[3, 9], 0] = bad_value
+    with pytest.raises(ValueError, match=r"^samples features: 2 of 1500 rows .*row 3\)"):
+        score_samples(**sets, params=PARAMS)
+    sets = synthetic_sets(rng)
+    sets["heldout"] = features(sets["heldout"].embeddings, classes=3)
+    sets["heldout"].probabilities[7, 1] = bad_value
+    with pytest.raises(ValueError, match="heldout features: 1 of 400 rows hold NaN or Inf"):
+        score_samples(**sets, params=PARAMS)
+
+
+def test_a_perfect_model_at_the_real_rows_n_matches_the_real_row(rng):
+    # Samples from the real distribution, as many as a model draws, against the real row (the
+    # held-out set, fewer): the headline FID is smaller only because N is larger, and coverage
+    # and recall larger; at the real row's N the numbers agree within their noise.
+    sets = synthetic_sets(rng, samples=4000, heldout=500)
+    model = score_samples(**sets, params=PARAMS)
+    real = score_samples(sets["heldout"], *(sets[k] for k in ("reference", "heldout", "train")),
+                         params=PARAMS)  # fmt: skip
+    assert model["real_n"] == real["real_n"] == real["samples"] == 500
+    for key in ("fid", "fid_se", "precision", "recall", "density", "coverage"):
+        assert real[f"{key}_at_real_n"] == real[key], key  # the real row is its own N
+    assert real["fid"] > model["fid"] + 5 * model["fid_se"]  # all N: not comparable
+    assert model["fid_at_real_n"] == pytest.approx(real["fid"], abs=3 * real["fid_se"])
+    assert model["coverage"] - real["coverage"] > 0.03
+    assert model["coverage_at_real_n"] == pytest.approx(real["coverage"], abs=0.03)
+    assert model["recall_at_real_n"] == pytest.approx(real["recall"], abs=0.05)
 
 
 # ---------------------------------------------------------------- nearest neighbours
@@ -267,6 +392,11 @@ def test_score_samples_gives_every_metric_with_its_sample_count(ruler):
         "fid",
         "kid_mean",
         "kid_std",
+        "kid_se",
+        "fid_se",
+        "fid_at_real_n",
+        "fid_se_at_real_n",
+        "coverage_at_real_n",
         "precision",
         "recall",
         "density",
@@ -278,6 +408,8 @@ def test_score_samples_gives_every_metric_with_its_sample_count(ruler):
     ):
         assert result[key] is not None and np.isfinite(result[key]), key
     assert result["fid_samples"] == result["manifold_samples"] == result["copy_samples"] == 300
+    assert result["real_n"] == 300 and result["heldout_samples"] == 800  # all 300 are used
+    assert result["fid_bootstrap_rounds"] == PARAMS.fid_bootstrap_rounds and result["fid_se"] > 0
     assert result["kid_subset_size"] == 200 and result["train_samples"] == 2000
     assert sum(result[metrics.class_key(i, c)] for i, c in enumerate(CLASSES)) == pytest.approx(1)
 

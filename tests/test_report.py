@@ -18,7 +18,17 @@ import yaml
 from conftest import random_images
 
 from aigc.images import save_grid
-from aigc.report import grid_links, pull_request_markdown, read_curves
+from aigc.report import (
+    COLUMNS,
+    Row,
+    build_html,
+    grid_links,
+    load_rows,
+    markdown_summary,
+    pull_request_markdown,
+    read_curves,
+)
+from aigc.report import cells as report_cells
 
 CHROMIUM = "/usr/bin/chromium"
 MODELS = ["gan", "dcgan", "vae"]  # vae has no files at all: its row must say so
@@ -29,8 +39,10 @@ def metrics_for(name: str, fid: float) -> dict:
     values = {
         "name": name,
         "fid": fid,
+        "fid_se": fid / 100,
         "kid_mean": fid / 1000,
         "kid_std": 0.001,
+        "kid_se": 0.0002,
         "inception_score_mean": 2.5,
         "precision": 0.8,
         "recall": 0.7,
@@ -42,6 +54,13 @@ def metrics_for(name: str, fid: float) -> dict:
         "reconstruction_ssim": None,
         "reconstruction_psnr": None,
         "samples": 64,
+        "real_n": 48,
+        "fid_at_real_n": fid * 1.1,
+        "fid_se_at_real_n": fid / 90,
+        "precision_at_real_n": 0.79,
+        "recall_at_real_n": 0.68,
+        "density_at_real_n": 0.91,
+        "coverage_at_real_n": 0.83,
     }
     for index, (label, share) in enumerate(zip(["ankle boot", "bag", "coat"], shares, strict=True)):
         values[f"class_share_{index:02d}_{label.replace(' ', '_')}"] = share
@@ -121,24 +140,137 @@ def test_the_page_is_self_contained(report):
     assert "http://" not in page and "https://" not in page
 
 
+def markdown_tables(text: str) -> list[list[dict[str, str]]]:
+    """Every markdown table in `text`, as rows of {header: cell}."""
+    tables, lines = [], text.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("| Model |") and lines[index + 1].startswith("|---"):
+            headers = [cell.strip() for cell in line.strip("|").split("|")]
+            rows = []
+            for row in lines[index + 2 :]:
+                if not row.startswith("| "):
+                    break
+                cells = [cell.strip() for cell in row.strip("|").split("|")]
+                rows.append(dict(zip(headers, cells, strict=True)))
+            tables.append(rows)
+    return tables
+
+
+def html_tables(page: str) -> dict[str, list[dict[str, str]]]:
+    """Every <table id=...> of the page, as rows of {header: cell}, cells still escaped."""
+    tables = {}
+    for table_id, table in re.findall(r'<table id="([^"]+)">(.*?)</table>', page, re.S):
+        headers = re.findall(r"<th>(.*?)</th>", table)
+        rows = re.findall(r"<tr[^>]*>(<td>.*?)</tr>", table, re.S)
+        cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows]
+        tables[table_id] = [dict(zip(headers, row, strict=True)) for row in cells]
+    return tables
+
+
 def test_rows_notes_and_summary(report):
     page = (report / "reports/index.html").read_text()
-    table = page[page.index('<table id="results">') : page.index("</table>")]
-    names = re.findall(r"<tr[^>]*><td>([^<]+)</td>", table)
-    assert names == ["real", *MODELS]  # real first, then params.yaml order
-    assert "80.00" in table and "40.00" in table and "–" in table
+    for table in html_tables(page).values():  # results, then like for like
+        assert [row["Model"] for row in table] == ["real", *MODELS]  # real first, params order
+    results = html_tables(page)["results"]
+    assert results[1]["FID ↓"] == "80.00 ± 0.80" and results[2]["FID ↓"] == "40.00 ± 0.40"
+    assert results[3]["FID ↓"] == "–"  # vae: no metrics file
+    like_for_like = html_tables(page)["like-for-like"]
+    assert like_for_like[1]["FID ↓"] == "88.00 ± 0.89" and like_for_like[0]["N"] == "48"
     assert "vae: no metrics" in page and "no sample images" in page
     assert "no training logs under logs/dcgan" in page
     summary = (report / "reports/summary.md").read_text()
-    lines = [line for line in summary.splitlines() if line.startswith("| ")]
-    assert [line.split("|")[1].strip() for line in lines[1:]] == ["**real**", *MODELS]
-    header = [cell.strip() for cell in lines[0].split("|")]
-    speed, seconds = header.index("Images/s ↑"), header.index("Train s")
-    row = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")] for line in lines[1:]}
-    assert (row["gan"][speed], row["gan"][seconds]) == ("1234", "161")  # read from logs/gan
-    assert (row["dcgan"][speed], row["dcgan"][seconds]) == ("–", "–")  # no logs: none shown
-    assert (row["**real**"][speed], row["**real**"][seconds]) == ("–", "–")
+    tables = markdown_tables(summary)
+    assert len(tables) == 2
+    for table in tables:
+        assert [row["Model"] for row in table] == ["**real**", *MODELS]
+    main = tables[0]
+    rows = {row["Model"]: row for row in main}
+    assert (rows["gan"]["Images/s ↑"], rows["gan"]["Train s"]) == ("1234", "161")  # logs/gan
+    assert (rows["dcgan"]["Images/s ↑"], rows["dcgan"]["Train s"]) == ("–", "–")  # no logs
+    assert (rows["**real**"]["Images/s ↑"], rows["**real**"]["Train s"]) == ("–", "–")
     assert "test accuracy 0.9300" in summary and "vae: no metrics" in summary
+
+
+# One distinct value per key, and what each must look like in its column.
+DISTINCT = {
+    "fid": 11.111,
+    "fid_se": 0.371,
+    "kid_mean": 0.0222,
+    "kid_se": 0.00333,
+    "inception_score_mean": 4.444,
+    "precision": 0.5557,
+    "recall": 0.6668,
+    "density": 0.7779,
+    "coverage": 0.8881,
+    "classes_covered": 9,
+    "class_kl": 0.1212,
+    "copy_rate": 0.1313,
+    "reconstruction_ssim": 0.1414,
+    "reconstruction_psnr": 15.15,
+    "samples": 1818,
+    "real_n": 1919,
+    "fid_at_real_n": 20.202,
+    "fid_se_at_real_n": 0.212,
+    "precision_at_real_n": 0.2222,
+    "recall_at_real_n": 0.2323,
+    "density_at_real_n": 0.2424,
+    "coverage_at_real_n": 0.2527,
+}
+EXPECTED_RESULTS = {
+    "FID ↓": "11.11 ± 0.37",
+    "KID ↓": "0.0222 ± 0.00333",
+    "IS ↑": "4.44",
+    "Precision ↑": "0.556",
+    "Recall ↑": "0.667",
+    "Density": "0.778",
+    "Coverage ↑": "0.888",
+    "Classes": "9",
+    "Class KL ↓": "0.121",
+    "Copy rate ↓": "0.131",
+    "SSIM ↑": "0.141",
+    "PSNR ↑": "15.2",
+    "Images/s ↑": "1616",
+    "Train s": "1717",
+    "N": "1818",
+}
+EXPECTED_LIKE_FOR_LIKE = {
+    "FID ↓": "20.20 ± 0.21",
+    "Precision ↑": "0.222",
+    "Recall ↑": "0.232",
+    "Density": "0.242",
+    "Coverage ↑": "0.253",
+    "N": "1919",
+}
+
+
+def test_each_value_lands_in_its_column_and_text_stays_escaped(tmp_path):
+    name = "odd<i>&name"  # a model name that HTML would otherwise read as markup
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps(DISTINCT))
+    (tmp_path / "metrics/real.json").write_text(json.dumps({"samples": 6000, "real_n": 6000}))
+    logs = tmp_path / "logs" / name  # timings come from the logs, not from the metrics
+    logs.mkdir(parents=True)
+    (logs / "metrics.json").write_text(json.dumps({"train_seconds": 1717.2}))
+    (logs / "sampling.json").write_text(json.dumps({"images_per_second": 1616.4}))
+    rows = load_rows(tmp_path / "metrics", [name], tmp_path / "logs")
+    results, like_for_like = markdown_tables(markdown_summary(rows, None))
+    assert results[1] == {"Model": name, **EXPECTED_RESULTS}
+    assert like_for_like[1] == {"Model": name, **EXPECTED_LIKE_FOR_LIKE}
+    assert results[0]["FID ↓"] == "–" and like_for_like[0]["N"] == "6000"
+    assert "N = 6000 images" in markdown_summary(rows, None)
+
+    page = build_html(rows, None, None, tmp_path / "samples", tmp_path / "logs")
+    tables = html_tables(page)
+    escaped = "odd&lt;i&gt;&amp;name"
+    assert tables["results"][1] == {"Model": escaped, **EXPECTED_RESULTS}
+    assert tables["like-for-like"][1] == {"Model": escaped, **EXPECTED_LIKE_FOR_LIKE}
+    assert name not in page and "<i>" not in page
+
+
+def test_a_missing_standard_error_leaves_the_bare_value():
+    row = Row("old", {"fid": 3.0, "kid_mean": 0.5, "kid_se": None, "fid_se": float("nan")})
+    cells = dict(zip((column.header for column in COLUMNS), report_cells(row), strict=True))
+    assert cells["FID ↓"] == "3.00" and cells["KID ↓"] == "0.5"
 
 
 def test_the_page_renders_in_headless_chromium(report, tmp_path):

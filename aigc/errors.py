@@ -16,8 +16,8 @@ When the named errors of a block can only mean that one setting has a bad value 
 or a command-line flag), `setting` says which: the line names it and the exit status is 2, as
 for any bad setting (argparse also exits 2 on a bad flag):
 
-    with exit_on_error(ValueError, setting="evaluate.device"):  # cuda without a GPU
-        device = resolve_device(params.device)
+    with exit_on_error(ValueError, setting="--classes"):  # a class the model does not have
+        wanted = class_indices(args.classes, classes, model)
 """
 
 from __future__ import annotations

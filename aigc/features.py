@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aigc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from aigc.devices import resolve_device
 from aigc.files import read_npy
 from aigc.imagesets import ImageSet, load_image_set
 from aigc.params import spec
@@ -148,15 +149,6 @@ class Evaluator(nn.Module):
 # ---------------------------------------------------------------- training
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when present, else CPU; asking for CUDA without one is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda asked for, but no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def _as_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 in [0, 1] on `device`."""
     return torch.from_numpy(np.array(images, dtype=np.uint8)).to(device).float().div_(255.0)
@@ -246,7 +238,7 @@ def train_evaluator(
     https://arxiv.org/abs/1708.07120); training stops early after `patience` epochs without a
     better validation score. Returns the model (eval mode) and a summary of the run.
     """
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, "evaluator.device")
     torch.manual_seed(params.seed)  # before the network is built: it draws the initial weights
     config = evaluator_config(train, val, params)
     model = Evaluator(config).to(device)

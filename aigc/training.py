@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from aigc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from aigc.devices import precision_context, resolve_device
 from aigc.distributed import any_rank, convert_sync_batch_norm, join_world, leave_world, synchronise
 from aigc.images import make_grid
 from aigc.imagesets import ImageSet
@@ -187,7 +188,7 @@ def train(
 ) -> dict[str, Any]:
     """Train `family` on `image_set`, write the final checkpoint to `out`; returns its meta
     with the run's timings (which stay out of the checkpoint: they differ run to run)."""
-    device = resolve_device(common.device)
+    device = resolve_device(common.device, "train.common.device")
     world = join_world(device)
     if world.size > 1 and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
@@ -378,21 +379,6 @@ def check_finite(losses: Mapping[str, float], world, step: int, family: str, con
                 f"model was written. Hint: lower train.{family}.learning_rate (now "
                 f"{config.learning_rate}) or check the data"
             )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("train.common.device = 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
-def precision_context(device: torch.device, precision: str):
-    """bf16 autocast on CUDA (or when asked), else a no-op context (fp32)."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def fits_on_device(images: torch.Tensor, device: torch.device) -> bool:

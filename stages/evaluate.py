@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from aigc.checkpoint import CheckpointError
+from aigc.devices import resolve_device
 from aigc.errors import exit_on_error
-from aigc.features import cached_features, conform, load_evaluator, read_samples, resolve_device
+from aigc.features import cached_features, conform, load_evaluator, read_samples
 from aigc.files import write_json
 from aigc.imagesets import load_image_set
 from aigc.metrics import EvaluateParams, format_table, model_metrics, score_samples
@@ -43,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with exit_on_error():
         params = load_section(args.params, "evaluate", EvaluateParams)
-    with exit_on_error(ValueError, setting="evaluate.device"):  # cuda without a GPU
-        device = resolve_device(params.device)
+    with exit_on_error():  # cuda without a GPU
+        device = resolve_device(params.device, "evaluate.device")
     name = args.name or Path(args.samples).stem
 
     started = time.perf_counter()

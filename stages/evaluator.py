@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 
+from aigc.devices import resolve_device
 from aigc.errors import exit_on_error
 from aigc.features import (
     EvaluatorParams,
     extract_features,
-    resolve_device,
     save_evaluator,
     score_split,
     train_evaluator,
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with exit_on_error():
         params = load_section(args.params, "evaluator", EvaluatorParams)
-    with exit_on_error(ValueError, setting="evaluator.device"):  # cuda without a GPU
-        resolve_device(params.device)
+    with exit_on_error():  # cuda without a GPU
+        resolve_device(params.device, "evaluator.device")
 
     with exit_on_error():  # a split missing or not an image set
         train, val, test = [load_image_set(path) for path in (args.train, args.val, args.test)]

@@ -97,7 +97,7 @@ def check_metrics_and_report(repository: Path) -> None:
     table = page[page.index('<table id="results">') : page.index("</table>")]
     assert re.findall(r"<tr[^>]*><td>([^<]+)</td>", table) == ["real", *MODELS]
     for name, values in metrics.items():
-        assert f"<td>{values['fid']:.2f}</td>" in table, name
+        assert f"<td>{values['fid']:.2f} ± {values['fid_se']:.2f}</td>" in table, name
     grids = page.count("data:image/png;base64,")
     assert grids >= 2 * len(MODELS)  # every model's grid and loss curves, inlined
     lines = (repository / "reports/summary.md").read_text().splitlines()

@@ -101,11 +101,14 @@ def check_metrics_and_report(repository: Path) -> None:
     grids = page.count("data:image/png;base64,")
     assert grids >= 2 * len(MODELS)  # every model's grid and loss curves, inlined
     lines = (repository / "reports/summary.md").read_text().splitlines()
-    table = [[cell.strip() for cell in line.split("|")] for line in lines if line.startswith("| ")]
-    header, rows = table[0], {row[1]: row for row in table[1:]}
+    first = lines.index(next(line for line in lines if line.startswith("| Model |")))
+    end = next(i for i in range(first, len(lines)) if not lines[i].startswith("|"))
+    table = [[cell.strip() for cell in line.split("|")] for line in lines[first:end]]
+    header, rows = table[0], {row[1]: row for row in table[2:]}  # the results table
     assert list(rows) == ["**real**", *MODELS]
     for model in MODELS:
-        assert rows[model][header.index("FID ↓")] == f"{metrics[model]['fid']:.2f}"
+        fid = f"{metrics[model]['fid']:.2f} ± {metrics[model]['fid_se']:.2f}"
+        assert rows[model][header.index("FID ↓")] == fid
         assert rows[model][header.index("Images/s ↑")] != "–"  # from logs/MODEL/sampling.json
         assert rows[model][header.index("Train s")] != "–"  # from logs/MODEL/metrics.json
 

@@ -240,3 +240,28 @@ def test_guidance_scale_0_is_unconditional_and_1_conditional():
     assert torch.equal(guided_output(predict, xt, t, labels, null, 1.0), conditional)
     guided = guided_output(predict, xt, t, labels, null, 3.0)
     assert torch.allclose(guided, unconditional + 3.0 * (conditional - unconditional), atol=1e-6)
+
+
+def test_v_prediction_is_the_rotation_of_salimans_and_ho():
+    """Salimans & Ho 2022, section 4: with alpha = cos(phi), sigma = sin(phi) taken from abar
+    computed here independently, x_t = cos(phi) x0 + sin(phi) eps and v = cos(phi) eps -
+    sin(phi) x0: a rotation of (x0, eps), so it keeps their norm, and x0 = cos(phi) x_t -
+    sin(phi) v for any v the network outputs. Covers every step, the last included."""
+    steps = 100
+    schedule = NoiseSchedule(steps, "cosine", "v")
+    generator = torch.Generator().manual_seed(5)
+    t = torch.tensor([0, 1, 30, 60, 98, 99])
+    x0 = torch.rand(len(t), 1, 4, 4, generator=generator) * 2 - 1
+    noise = torch.randn(len(t), 1, 4, 4, generator=generator)
+    abar = torch.cumprod(1 - betas_for("cosine", steps).double(), 0)[t]
+    phi = torch.atan2((1 - abar).sqrt(), abar.sqrt()).float()[:, None, None, None]
+    xt = schedule.q_sample(x0, t, noise)
+    v = schedule.target(x0, noise, t)
+    torch.testing.assert_close(xt, phi.cos() * x0 + phi.sin() * noise, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(v, phi.cos() * noise - phi.sin() * x0, atol=1e-5, rtol=1e-5)
+    norms = (xt.pow(2) + v.pow(2)).flatten(1).sum(1), (x0.pow(2) + noise.pow(2)).flatten(1).sum(1)
+    torch.testing.assert_close(*norms, atol=1e-4, rtol=1e-5)
+    output = torch.randn(xt.shape, generator=generator)  # any network output
+    x0_implied, eps_implied = schedule.x0_and_eps(xt, t, output)
+    torch.testing.assert_close(x0_implied, phi.cos() * xt - phi.sin() * output, atol=1e-5, rtol=0)
+    torch.testing.assert_close(eps_implied, phi.sin() * xt + phi.cos() * output, atol=1e-5, rtol=0)

@@ -224,3 +224,19 @@ def test_bad_train_params_exit_2_naming_the_key(
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "live").exists()
+
+
+def test_a_corrupt_resume_checkpoint_is_reported_and_training_starts_afresh(tmp_path, data, capsys):
+    overrides = {"train": {"vae": {"steps": 4, "batch_size": 32}}}
+    clean = run_in_process(tmp_path / "clean", data, "vae", overrides)
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    image_set = load_image_set(data, mmap=False)
+    _, _, _, raw = read_train_params(write_params(folder, overrides), "vae", image_set)
+    resume_dir = folder / ".resume" / resume_key(raw, image_set)
+    resume_dir.mkdir(parents=True)
+    (resume_dir / "last.pt").write_bytes(b"PK\x03\x04 a truncated zip, not a checkpoint")
+    again = run_in_process(folder, data, "vae", overrides)
+    assert "cannot resume from" in capsys.readouterr().out
+    assert again["step"] == 4
+    assert_same_weights(clean, again)  # the broken file changed nothing

@@ -22,7 +22,7 @@ Which feature space each metric sees:
 Uncertainty, as standard errors beside the values (keys `fid_se`, `kid_se`):
 
 - `fid_se`: a bootstrap over the samples (`fid_standard_error`), with the reference set fixed;
-- `kid_se`: the std of the subset estimates over √subsets (`kid`).
+- `kid_se`: the subsets' noise plus the first-order variance of the full-set estimate (`kid`).
 
 Like for like: FID's bias and the k-NN metrics depend on the number of samples N (FID's bias
 shrinks like 1/N; recall and coverage grow with N as more sample balls cover real ones). The real

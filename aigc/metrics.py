@@ -612,15 +612,7 @@ def score_samples(
     result.update(frechet_metrics(standardised, yardstick, params))
     result.update(fid_samples=count, fid_bootstrap_rounds=params.fid_bootstrap_rounds)
     lap("fid")
-    kernel = kid(
-        standardised,
-        yardstick.standardised,
-        params.kid_subsets,
-        params.kid_subset_size,
-        params.seed,
-    )
-    result.update(kid_mean=kernel.mean, kid_std=kernel.std, kid_se=kernel.standard_error)
-    result.update(kid_subset_size=kernel.subset_size, kid_subsets=params.kid_subsets)
+    result.update(kernel_metrics(standardised, yardstick, params))
     lap("kid")
     result.update(manifold_dict(samples.embeddings, yardstick, params))
     result.update(precision_k=params.precision_k, density_k=params.density_k)
@@ -629,15 +621,39 @@ def score_samples(
     real_n = min(count, len(heldout.embeddings))
     result.update(at_real_n(samples.embeddings, standardised, yardstick, real_n, params))
     lap("fid, precision, recall, density, coverage at the real row's N")
-    threshold = copy_threshold(heldout.embeddings, train.embeddings, params.copy_quantile)
-    result["copy_rate"] = copy_rate(samples.embeddings, train.embeddings, threshold)
-    result.update(copy_threshold=threshold, copy_quantile=params.copy_quantile)
-    result.update(copy_samples=count, train_samples=len(train.embeddings))
-    result["heldout_samples"] = len(heldout.embeddings)
+    result.update(copy_metrics(samples.embeddings, heldout.embeddings, train.embeddings, params))
     lap("copy rate")
     result.update(class_metrics(samples, reference, params, classes, sample_labels))
     lap("inception score, classes")
     return result
+
+
+def kernel_metrics(standardised: np.ndarray, yardstick: Yardstick, params: EvaluateParams) -> dict:
+    """KID of standardised sample features to the reference, with its std and SE."""
+    kernel = kid(
+        standardised, yardstick.standardised, params.kid_subsets, params.kid_subset_size,
+        params.seed,
+    )  # fmt: skip
+    return {
+        "kid_mean": kernel.mean,
+        "kid_std": kernel.std,
+        "kid_se": kernel.standard_error,
+        "kid_subset_size": kernel.subset_size,
+        "kid_subsets": params.kid_subsets,
+    }
+
+
+def copy_metrics(samples, heldout, train, params: EvaluateParams) -> dict:
+    """Copy rate of sample embeddings against the training set, held-out images the yardstick."""
+    threshold = copy_threshold(heldout, train, params.copy_quantile)
+    return {
+        "copy_rate": copy_rate(samples, train, threshold),
+        "copy_threshold": threshold,
+        "copy_quantile": params.copy_quantile,
+        "copy_samples": len(samples),
+        "train_samples": len(train),
+        "heldout_samples": len(heldout),
+    }
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch
 
 from aigc.params import ParamsError
 
-__all__ = ["DEVICES", "PRECISIONS", "resolve_device", "precision_context"]
+__all__ = ["DEVICES", "PRECISIONS", "resolve_device", "precision_context", "memory_format"]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -37,3 +37,8 @@ def precision_context(device: torch.device, precision: str):
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA (faster convolutions with tensor cores), the default elsewhere."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format

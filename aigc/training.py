@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from aigc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from aigc.devices import precision_context, resolve_device
+from aigc.devices import memory_format, precision_context, resolve_device
 from aigc.distributed import any_rank, convert_sync_batch_norm, join_world, leave_world, synchronise
 from aigc.images import make_grid
 from aigc.imagesets import ImageSet
@@ -296,7 +296,7 @@ class Run:
 def start_run(family, config, loop, common, device, world, resume_path: Path) -> Run:
     """A fresh model (seeded), or the state of `resume_path` when it holds a usable checkpoint;
     under data parallel, every process's weights synchronised and its noise seeded apart."""
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    layout = memory_format(device)
     if device.type == "cuda":  # fast kernels; CPU ops here are deterministic as they are
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -304,7 +304,7 @@ def start_run(family, config, loop, common, device, world, resume_path: Path) ->
 
     def fresh() -> Run:
         torch.manual_seed(common.seed)
-        model = build_model(family, config).to(device, memory_format=memory_format)
+        model = build_model(family, config).to(device, memory_format=layout)
         ema = None
         if loop.ema_decay > 0:
             ema = copy.deepcopy(model.sampling_network).requires_grad_(False).eval()
@@ -347,8 +347,7 @@ class Batches:
         self.images, self.labels, self.device = images, labels, device
         self.batch_size, self.seed, self.world = batch_size, seed, world
         self.steps_per_epoch = len(images) // batch_size
-        cuda = device.type == "cuda"
-        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        self.memory_format = memory_format(device)
         self._epoch, self._permutation = -1, None
 
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 # aigc: the few verbs a user needs. Each target installs what it needs first, on a bare machine.
 #   make repro   run the whole pipeline (dvc repro)
 #   make test    run the test suite on CPU
-#   make bench   print speed and memory figures
+#   make bench   print speed and memory figures, and the textbook baselines beside the models
 #   make lint    ruff
 #   make pr-report   the markdown a pull request gets (metrics, params, grids)
 

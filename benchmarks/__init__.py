@@ -1,1 +1,2 @@
-"""Speed and memory benchmarks, run by `make bench` (never asserted by tests)."""
+"""Speed, memory and baseline benchmarks, run by `make bench` (their figures are never asserted
+by tests)."""

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-SUITES = ("data", "training", "evaluation")
+SUITES = ("data", "training", "evaluation", "textbook")
 
 
 def main() -> None:

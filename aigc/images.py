@@ -16,6 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aigc.files import atomic_path
 
+GRID_SIZE = 64  # images in a model's sample grid (8 x 8): its first GRID_SIZE samples
+
 
 def to_uint8(images) -> np.ndarray:
     """Float images in [0, 1] (array or tensor, (N, C, H, W)) as uint8, rounded and clipped."""

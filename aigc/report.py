@@ -9,6 +9,12 @@ Rows are the real held-out images first (the floor), then the models in params.y
 model whose files are missing keeps its row with a visible note. FID and KID show "± SE"; a
 second table repeats the metrics that depend on the sample count at the real row's N (the
 `*_at_real_n` keys of `aigc.metrics`), where the rows compare like for like.
+
+The main table opens with a verdict per model: a traffic light (good / fair / poor, the word
+beside the colour) from the thresholds of `VerdictRule`, relative to the real floor, and the
+model's recall and coverage as shares of the real row's. Each model's sample grid stands beside
+a grid of real images of the classes the evaluator sees in those samples (written by the
+evaluate stage, `aigc.features.real_grid_images`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ IMAGES = [  # (file in reports/samples/MODEL, caption), in page order
     ("classes.png", "one row per class"),
     ("reconstructions.png", "reconstructions (originals above, reconstructions below)"),
 ]
+# Beside grid.png: REAL_GRIDS/MODEL.png from the evaluate stage (aigc.features.real_grid_images).
+REAL_GRID_CAPTION = "real images of the classes the evaluator sees in them"
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,55 @@ LIKE_FOR_LIKE = [
     Column("coverage_at_real_n", "Coverage ↑", "{:.3f}"),
     Column("real_n", "N", "{:d}"),
 ]
+
+
+@dataclass(frozen=True)
+class VerdictRule:
+    """The thresholds of the verdict column, in one place; `verdict` applies them.
+
+    Recall and coverage are read at the real row's N (the like-for-like `*_at_real_n` keys,
+    the headline keys for a metrics file without them), so they compare with the real row's.
+
+    - green ("good"): every class covered, class KL <= `good_class_kl`, recall >=
+      `good_recall`, and copy rate <= the real floor's copy rate + `copy_tolerance`;
+    - red ("poor"): recall < `poor_recall`, or fewer than `poor_classes` of the classes
+      covered (8 of 10), or class KL > `poor_class_kl`;
+    - amber ("fair"): every other row.
+
+    The copy tolerance: the real floor's copy rate is `evaluate.copy_quantile` (1 %) by
+    construction, measured on the held-out split (6 000 images: standard error 0.13 points);
+    a model's, on 10 000 samples, has a standard error of 0.10 points near that rate. Their
+    difference has a standard error of 0.16 points, so 0.5 points is about three of them: a
+    model within it cannot be told apart from unseen real images, one above it makes
+    measurably more near-copies of its training images than they do. The class conditions
+    apply only where the evaluator has classes (an unlabelled source has none).
+    """
+
+    good_recall: float = 0.30
+    good_class_kl: float = 0.05
+    copy_tolerance: float = 0.005
+    poor_recall: float = 0.10
+    poor_classes: float = 0.8  # share of the classes covered below which a row is red
+    poor_class_kl: float = 0.20
+
+
+RULE = VerdictRule()
+LIGHTS = {"green": "good", "amber": "fair", "red": "poor"}  # colour -> its text label
+MARKDOWN_LIGHTS = {"green": "🟢", "amber": "🟡", "red": "🔴"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A row's traffic light, its label, why it is not green (or why red), and its recall and
+    coverage as shares of the real floor's ("recall 0.54 = 61 % of real")."""
+
+    colour: str  # "green" | "amber" | "red"
+    reasons: tuple[str, ...]
+    shares: tuple[str, ...]  # ("recall 0.54 = 61 % of real", "coverage 0.32 = 35 % of real")
+
+    @property
+    def label(self) -> str:
+        return LIGHTS[self.colour]
 
 
 @dataclass
@@ -151,14 +208,115 @@ def cells(row: Row, columns: list[Column] = COLUMNS) -> list[str]:
     return [cell(metrics, column) for column in columns]
 
 
-def markdown_table(rows: list[Row], columns: list[Column] = COLUMNS) -> str:
+# ---------------------------------------------------------------- the verdict column
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def like_for_like(metrics: dict, key: str):
+    """`key` at the real row's N (`KEY_at_real_n`), the headline value where that is missing."""
+    value = metrics.get(f"{key}_at_real_n")
+    return metrics.get(key) if value is None else value
+
+
+def share_of_real(name: str, value, real_value) -> str:
+    """`recall 0.54 = 61 % of real` (the bare value where the real value is 0 or missing)."""
+    if not _number(value):
+        return f"{name} –"
+    text = f"{name} {value:.2f}"
+    if _number(real_value) and real_value > 0:
+        text += f" = {100 * value / real_value:.0f} % of real"
+    return text
+
+
+def verdict(metrics: dict | None, real: dict | None, rule: VerdictRule = RULE) -> Verdict | None:
+    """One model's traffic light against the real floor (`real`: the real row's metrics) by
+    `rule` (see VerdictRule); None when the model has no recall to judge."""
+    metrics, real = metrics or {}, real or {}
+    recall = like_for_like(metrics, "recall")
+    if not _number(recall):
+        return None
+    poor, short = [], []  # reasons for red; reasons it is not green
+    if recall < rule.poor_recall:
+        poor.append(f"recall {recall:.3f} < {rule.poor_recall:.2f}")
+    if recall < rule.good_recall:
+        short.append(f"recall {recall:.3f} < {rule.good_recall:.2f}")
+    covered, total = metrics.get("classes_covered"), metrics.get("num_classes")
+    total = total if _number(total) else len(class_shares(metrics))
+    if _number(covered) and total:
+        if covered < rule.poor_classes * total:
+            poor.append(f"{covered} of {total} classes covered (< {rule.poor_classes * total:g})")
+        if covered < total:
+            short.append(f"{covered} of {total} classes covered")
+    kl = metrics.get("class_kl")
+    if _number(kl):
+        if kl > rule.poor_class_kl:
+            poor.append(f"class KL {kl:.3f} > {rule.poor_class_kl:.2f}")
+        if kl > rule.good_class_kl:
+            short.append(f"class KL {kl:.3f} > {rule.good_class_kl:.2f}")
+    copies, real_copies = metrics.get("copy_rate"), real.get("copy_rate")
+    if not (_number(copies) and _number(real_copies)):
+        short.append("no copy rate of the model or of the real row to compare")
+    elif copies > real_copies + rule.copy_tolerance:
+        limit = f"real {real_copies:.3f} + {rule.copy_tolerance:.3f}"
+        short.append(f"copy rate {copies:.3f} > {limit}")
+    shares = tuple(
+        share_of_real(key, like_for_like(metrics, key), like_for_like(real, key))
+        for key in ("recall", "coverage")
+    )
+    colour = "red" if poor else "amber" if short else "green"
+    return Verdict(colour, tuple(poor or short), shares)
+
+
+def rule_text(rule: VerdictRule = RULE) -> str:
+    """The verdict rule in words, from the thresholds themselves."""
+    return (
+        f"Verdict: good (green) when every class is covered, class KL ≤ {rule.good_class_kl:.2f}, "
+        f"recall ≥ {rule.good_recall:.2f} and the copy rate is at most the real row's + "
+        f"{rule.copy_tolerance:.3f} (about three standard errors of the difference at the "
+        f"default sample counts); poor (red) when recall < {rule.poor_recall:.2f}, fewer than "
+        f"{rule.poor_classes:.0%} of the classes are covered ({10 * rule.poor_classes:g} of 10) "
+        f"or class KL > {rule.poor_class_kl:.2f}; fair (amber) otherwise. Recall and coverage "
+        "are read at the real row's N (the like-for-like table) and shown as a share of the "
+        "real row's; the class conditions apply where the evaluator has classes."
+    )
+
+
+def verdicts(rows: list[Row]) -> dict[str, Verdict | None]:
+    """{model name: its verdict} against the real row (the real row itself gets none)."""
+    real = next((row.metrics for row in rows if row.name == REAL), None)
+    return {row.name: verdict(row.metrics, real) for row in rows if row.name != REAL}
+
+
+def verdict_markdown(found: Verdict | None, name: str) -> str:
+    if name == REAL:
+        return "floor"
+    if found is None:
+        return "–"
+    return " · ".join([f"{MARKDOWN_LIGHTS[found.colour]} {found.label}", *found.shares])
+
+
+def not_green(rows: list[Row]) -> list[tuple[str, Verdict]]:
+    """(model name, verdict) of every model that is judged and not green."""
+    return [(name, found) for name, found in verdicts(rows).items() if found and found.reasons]
+
+
+def markdown_table(
+    rows: list[Row], columns: list[Column] = COLUMNS, with_verdict: bool = False
+) -> str:
+    """A results table; `with_verdict` adds the verdict column after the model's name."""
+    judged = verdicts(rows) if with_verdict else {}
+    verdict_header = " Verdict |" if with_verdict else ""
     lines = [
-        "| Model | " + " | ".join(column.header for column in columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        f"| Model |{verdict_header} " + " | ".join(column.header for column in columns) + " |",
+        "|---|" + ("---|" if with_verdict else "") + "---:|" * len(columns),
     ]
     for row in rows:
         name = f"**{row.name}**" if row.name == REAL else row.name
-        lines.append(f"| {name} | " + " | ".join(cells(row, columns)) + " |")
+        light = f" {verdict_markdown(judged.get(row.name), row.name)} |" if with_verdict else ""
+        lines.append(f"| {name} |{light} " + " | ".join(cells(row, columns)) + " |")
     return "\n".join(lines)
 
 
@@ -182,7 +340,12 @@ def markdown_summary(rows: list[Row], evaluator: dict | None) -> str:
         "Metrics in the evaluator's feature space; **real** is held-out real images (the floor)."
     )
     parts.append("FID and KID carry their standard errors (± SE, over fresh sets of samples).")
-    parts += ["", markdown_table(rows), ""]
+    parts += ["", markdown_table(rows, with_verdict=True), "", rule_text(), ""]
+    parts += [
+        f"- {name}: {MARKDOWN_LIGHTS[found.colour]} {found.label}: {'; '.join(found.reasons)}"
+        for name, found in not_green(rows)
+    ]
+    parts.append("")
     parts += ["### Like for like: every row at the real row's N", "", like_for_like_text(rows)]
     parts += ["", markdown_table(rows, LIKE_FOR_LIKE), "", evaluator_line(evaluator)]
     notes = [f"- {row.name}: {note}" for row in rows for note in row.notes]
@@ -344,15 +507,45 @@ tr.real { background: #f3f7ff; font-weight: 600; }
 figure { display: inline-block; margin: .4em 1em .4em 0; vertical-align: top; }
 figure img { image-rendering: pixelated; max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 12px; color: #666; } .kv { display: inline-table; margin-right: 2em; }
+.pair { display: flex; flex-wrap: wrap; align-items: flex-start; }
+#results td:nth-child(2), #results th:nth-child(2) { text-align: left; min-width: 10em; }
+#results small { font-size: 11px; }
+.light { font-size: 1.15em; } .light.green { color: #1a7f37; } .light.amber { color: #c98a00; }
+.light.red { color: #cf222e; } .rule { font-size: 12px; color: #555; max-width: 60em; }
+.verdicts { list-style: none; padding-left: 0; font-size: 13px; }
 """
 
 
-def html_table(rows: list[Row], columns: list[Column], table_id: str) -> str:
-    """One results table, every text escaped; the real row is highlighted."""
+def verdict_html(found: Verdict | None, name: str) -> str:
+    """A coloured light (hidden from screen readers, which read the label), the label, the
+    shares of the real floor; the reasons as the cell's tooltip."""
+    if name == REAL:
+        return "floor"
+    if found is None:
+        return "–"
+    reasons = html.escape("; ".join(found.reasons), quote=True)
+    label = f'<span title="{reasons}">{found.label}</span>' if reasons else found.label
+    shares = "<br>".join(html.escape(share) for share in found.shares)
+    return f"{_light(found.colour)} {label}<br><small>{shares}</small>"
+
+
+def _light(colour: str) -> str:
+    return f'<span class="light {colour}" aria-hidden="true">●</span>'
+
+
+def html_table(
+    rows: list[Row], columns: list[Column], table_id: str, with_verdict: bool = False
+) -> str:
+    """One results table, every text escaped; the real row is highlighted; `with_verdict` adds
+    the verdict column after the model's name."""
     header = "".join(f"<th>{html.escape(column.header)}</th>" for column in columns)
+    header = ("<th>Verdict</th>" if with_verdict else "") + header
+    judged = verdicts(rows) if with_verdict else {}
     lines = [f'<table id="{table_id}"><thead><tr><th>Model</th>{header}</tr></thead><tbody>']
     for row in rows:
         values = "".join(f"<td>{html.escape(value)}</td>" for value in cells(row, columns))
+        if with_verdict:
+            values = f"<td>{verdict_html(judged.get(row.name), row.name)}</td>" + values
         css = ' class="real"' if row.name == REAL else ""
         lines.append(f"<tr{css}><td>{html.escape(row.name)}</td>{values}</tr>")
     lines.append("</tbody></table>")
@@ -365,15 +558,26 @@ def build_html(
     evaluator: dict | None,
     samples_dir: Path,
     logs_dir: Path,
+    real_grids_dir: Path | None = None,
 ) -> str:
-    """The whole report page as one string (nothing outside it is fetched)."""
+    """The whole report page as one string (nothing outside it is fetched). With
+    `real_grids_dir`, each model's sample grid stands beside REAL_GRIDS/MODEL.png, the real
+    images of the classes the evaluator sees in those samples (the evaluate stage's)."""
     body = ["<h1>aigc report</h1>"]
     body.append(
         "<p>Every metric is computed in the evaluator's feature space. The <b>real</b> row scores "
         "held-out real images the same way: the floor a model is measured against. FID and KID "
         "carry their standard errors (± SE, over fresh sets of samples).</p>"
     )
-    body.append(html_table(rows, COLUMNS, "results"))
+    body.append(html_table(rows, COLUMNS, "results", with_verdict=True))
+    body.append(f'<p class="rule">{html.escape(rule_text())}</p>')
+    notes = [
+        f"<li>{_light(found.colour)} {html.escape(name)}: {found.label}: "
+        f"{html.escape('; '.join(found.reasons))}</li>"
+        for name, found in not_green(rows)
+    ]
+    if notes:
+        body.append('<ul class="verdicts">' + "".join(notes) + "</ul>")
     body.append("<h3>Like for like: every row at the real row's N</h3>")
     body.append(f"<p>{html.escape(like_for_like_text(rows))}</p>")
     body.append(html_table(rows, LIKE_FOR_LIKE, "like-for-like"))
@@ -398,7 +602,10 @@ def build_html(
         shown = [(folder / file, caption) for file, caption in IMAGES if (folder / file).is_file()]
         if not shown:
             body.append(_note(f"no sample images: {folder / 'grid.png'} is missing"))
-        body += [_image(path.read_bytes(), caption) for path, caption in shown]
+        figures = [_image(path.read_bytes(), caption) for path, caption in shown]
+        if shown and shown[0][0].name == "grid.png" and real_grids_dir is not None:
+            figures[0] = beside_real(figures[0], real_grids_dir / f"{row.name}.png")
+        body += figures
         curves = read_curves(logs_dir / row.name)
         body.append("<h3>Training curves</h3>")
         body.append(
@@ -413,19 +620,41 @@ def build_html(
     )
 
 
+def beside_real(grid_figure: str, real_grid: Path) -> str:
+    """The sample grid's figure and, to its right, the real images of the same classes."""
+    if real_grid.is_file():
+        real = _image(real_grid.read_bytes(), REAL_GRID_CAPTION)
+    else:
+        real = _note(f"no grid of real images: {real_grid} is missing")
+    return f'<div class="pair">{grid_figure}{real}</div>'
+
+
 # ---------------------------------------------------------------- the pull-request comment
 
 
-def grid_links(samples_dir: Path, models: Iterable[str], link_base: str | None) -> list[str]:
-    """Markdown links to each model's sample grid (relative paths, or under `link_base`)."""
+def grid_links(
+    samples_dir: Path,
+    models: Iterable[str],
+    link_base: str | None,
+    real_grids_dir: Path | None = None,
+) -> list[str]:
+    """Markdown links to each model's sample grid (relative paths, or under `link_base`) and,
+    with `real_grids_dir`, to the real images of the same classes beside it."""
+
+    def target(path: Path) -> str:
+        return path.as_posix() if not link_base else f"{link_base.rstrip('/')}/{path.as_posix()}"
+
     links = []
     for model in models:
         path = samples_dir / model / "grid.png"
         if not path.is_file():
             links.append(f"- {model}: no grid ({path} is missing)")
             continue
-        target = path.as_posix() if not link_base else f"{link_base.rstrip('/')}/{path.as_posix()}"
-        links.append(f"- [{model}]({target})")
+        line = f"- [{model}]({target(path)})"
+        real = real_grids_dir / f"{model}.png" if real_grids_dir is not None else None
+        if real is not None and real.is_file():
+            line += f" · [real images of the classes the evaluator sees in it]({target(real)})"
+        links.append(line)
     return links
 
 

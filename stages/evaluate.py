@@ -5,12 +5,16 @@ files), the evaluator checkpoint, and the real splits: `--reference` (what sampl
 with), `--heldout` (real images the model never saw: the yardstick of the copy rate, and the
 real row's N at which the `*_at_real_n` keys score the samples like for like) and `--train`.
 With `--checkpoint`, adds, for families that encode, reconstruction SSIM/PSNR on the reference
-images. Prints the table; writes it as flat JSON to `--out` when given. Training time and
-sampling speed are not read here: they live in the uncached logs (logs/MODEL/metrics.json,
+images. Prints the table; writes it as flat JSON to `--out` when given. With `--real-grid`,
+writes a PNG of real images to set beside the sample grid: for the first aigc.images.GRID_SIZE
+samples (those the sample stage's grid.png shows), tile i is a `--reference` image of the class
+the evaluator sees in sample i (aigc.features.real_grid_images). Training time and sampling
+speed are not read here: they live in the uncached logs (logs/MODEL/metrics.json,
 logs/MODEL/sampling.json), which the report reads.
 
     python -m stages.evaluate --samples data/samples/dcgan --name dcgan \
-        --checkpoint models/dcgan/model.pt --out metrics/dcgan.json
+        --checkpoint models/dcgan/model.pt --out metrics/dcgan.json \
+        --real-grid reports/real_grids/dcgan.png
     python -m stages.evaluate --samples other_tool_samples.npy      # score anything, print only
 """
 
@@ -23,8 +27,15 @@ from pathlib import Path
 from aigc.checkpoint import CheckpointError
 from aigc.devices import resolve_device
 from aigc.errors import exit_on_error
-from aigc.features import cached_features, conform, load_evaluator, read_samples
+from aigc.features import (
+    cached_features,
+    conform,
+    load_evaluator,
+    read_samples,
+    real_grid_images,
+)
 from aigc.files import write_json
+from aigc.images import GRID_SIZE, save_grid
 from aigc.imagesets import load_image_set
 from aigc.metrics import EvaluateParams, format_table, model_metrics, score_samples
 from aigc.params import load_section
@@ -40,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heldout", default="data/split/val")
     parser.add_argument("--train", default="data/split/train")
     parser.add_argument("--out", help="metrics JSON to write (default: print only)")
+    parser.add_argument("--real-grid", help="PNG to write: real images of the grid's classes")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     with exit_on_error():
@@ -84,9 +96,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{part}: {seconds:.1f} s")
 
     print(format_table(metrics))
-    if args.out:
-        with exit_on_error():
+    with exit_on_error():  # an output not writable
+        if args.out:
             write_json(args.out, metrics)
+        if args.real_grid:
+            real = real_grid_images(
+                features["samples"], reference, features["reference"], classes, GRID_SIZE
+            )
+            save_grid(args.real_grid, real)
+            print(f"real images of the grid's classes -> {args.real_grid}")
     print(f"evaluate {name}: {time.perf_counter() - started:.1f} s")
 
 

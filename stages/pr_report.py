@@ -2,7 +2,8 @@
 
 Not a DVC stage: `make pr-report` runs it locally, and CI runs it to comment on a pull request.
 Runs `dvc metrics diff --md REV` and `dvc params diff --md REV` (the workspace against the git
-revision REV), appends `--summary` (reports/summary.md) and links each model's sample grid.
+revision REV), appends `--summary` (reports/summary.md) and links each model's sample grid
+and the grid of real images of the same classes beside it.
 Prints the markdown; `--out` also writes it to a file.
 
     python -m stages.pr_report                       # against HEAD
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rev", default="HEAD", help="git revision to diff against")
     parser.add_argument("--summary", default="reports/summary.md")
     parser.add_argument("--samples", default="reports/samples", help="per-model sample images")
+    parser.add_argument("--real-grids", default="reports/real_grids", help="real-image grids")
     parser.add_argument("--link-base", help="URL prefix for grid links (default: relative)")
     parser.add_argument("--out", help="also write the markdown here")
     parser.add_argument("--params", default="params.yaml")
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         dvc_markdown("metrics", "diff", args.rev),
         dvc_markdown("params", "diff", args.rev),
         summary_path.read_text() if summary_path.is_file() else None,
-        grid_links(Path(args.samples), models, args.link_base),
+        grid_links(Path(args.samples), models, args.link_base, Path(args.real_grids)),
     )
     print(markdown, end="")
     if args.out:

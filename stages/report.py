@@ -1,14 +1,18 @@
 """Stage `report`: one self-contained HTML page and a markdown table of every model.
 
 Reads `--metrics` (real.json, MODEL.json, data.json, evaluator.json), `--samples`
-(reports/samples/MODEL/*.png from the sample stage) and `--logs` (per model: the dvclive logs,
-whose summary holds the training time, and sampling.json, the sampling speed), for the models
-listed in params.yaml `models`. A model with missing files gets a visible note.
+(reports/samples/MODEL/*.png from the sample stage), `--real-grids` (optional:
+reports/real_grids/MODEL.png from the evaluate stage, shown beside each sample grid) and
+`--logs` (per model: the dvclive logs, whose summary holds the training time, and
+sampling.json, the sampling speed), for the models listed in params.yaml `models`. A model with
+missing files gets a visible note. The main table opens with a verdict per model against the
+real floor (aigc.report.VerdictRule).
 
 Writes `--out` (HTML; images and charts inlined, nothing fetched) and `--summary` (markdown, for
 a pull-request comment).
 
-    python -m stages.report --metrics metrics --samples reports/samples --logs logs \
+    python -m stages.report --metrics metrics --samples reports/samples \
+        --real-grids reports/real_grids --logs logs \
         --out reports/index.html --summary reports/summary.md
 """
 
@@ -26,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", required=True, help="folder of metrics JSON files")
     parser.add_argument("--samples", required=True, help="folder of per-model sample images")
+    parser.add_argument("--real-grids", help="folder of per-model grids of real images")
     parser.add_argument("--logs", required=True, help="folder of per-model dvclive logs")
     parser.add_argument("--out", required=True, help="HTML page to write")
     parser.add_argument("--summary", required=True, help="markdown table to write")
@@ -38,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = load_rows(metrics_dir, models, Path(args.logs))
     data_summary = read_json(metrics_dir / "data.json")
     evaluator = read_json(metrics_dir / "evaluator.json")
-    page = build_html(rows, data_summary, evaluator, Path(args.samples), Path(args.logs))
+    real_grids = Path(args.real_grids) if args.real_grids else None
+    page = build_html(
+        rows, data_summary, evaluator, Path(args.samples), Path(args.logs), real_grids
+    )
     with exit_on_error():  # an output not writable
         write_text(args.out, page)
         write_text(args.summary, markdown_summary(rows, evaluator))

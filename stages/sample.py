@@ -5,8 +5,9 @@ Reads  --checkpoint (aigc.checkpoint), --test (an image set, for reconstructions
        params file the defaults of aigc.sampling.SampleParams apply).
 Writes --out: an image set (images.npy uint8, labels.npy: the requested labels when the model
        is conditional, else -1; classes.json) plus info.json {family, num_samples, conditional};
-       --reports: grid.png (8x8), interpolation.png, classes.png (conditional models),
-       reconstructions.png (families that encode);
+       --reports: grid.png (the first aigc.images.GRID_SIZE samples of --out, 8x8),
+       interpolation.png, classes.png (conditional models), reconstructions.png (families
+       that encode);
        --timings (optional): {num_samples, sampling_seconds, images_per_second}. Timings stay
        out of --out: DVC caches it, and a wall-clock figure there would give a bit-identical
        re-run a new hash and re-run every stage downstream.
@@ -34,7 +35,7 @@ from aigc import sampling
 from aigc.checkpoint import CheckpointError, load_model
 from aigc.errors import exit_on_error
 from aigc.files import write_json
-from aigc.images import save_grid
+from aigc.images import GRID_SIZE, save_grid
 from aigc.imagesets import ImageSet, load_image_set, save_image_set
 from aigc.params import from_dict, read_params
 
@@ -110,7 +111,7 @@ def sample_params(args: argparse.Namespace) -> sampling.SampleParams:
 
 def save_figures(reports: Path, model, images, test: ImageSet | None, seed: int) -> None:
     """grid.png, interpolation.png, and classes.png, reconstructions.png where the model can."""
-    save_grid(reports / "grid.png", images[:64])
+    save_grid(reports / "grid.png", images[:GRID_SIZE])
     save_grid(reports / "interpolation.png", sampling.interpolation(model, seed=seed), columns=10)
     rows = sampling.class_rows(model, seed=seed)
     if rows is not None:

@@ -178,3 +178,21 @@ def trained_evaluator():
     the metrics tests measure with it too."""
     train = image_set(2000, 10)
     return train, *train_evaluator(train, image_set(400, 11), TINY_EVALUATOR, log=lambda _: None)
+
+
+def read_grid(path, scale: int = 2) -> np.ndarray:
+    """A grid PNG written by `aigc.images.save_grid` back as uint8 (C, H, W) at scale 1."""
+    from PIL import Image
+
+    array = np.asarray(Image.open(path))[::scale, ::scale]
+    return array[None] if array.ndim == 2 else np.transpose(array, (2, 0, 1))
+
+
+def grid_tiles(grid: np.ndarray, count: int, size: int, columns: int = 8, padding: int = 2):
+    """The first `count` tiles (N, C, size, size) of a grid made by `aigc.images.make_grid`."""
+    tiles = []
+    for index in range(count):
+        row, column = divmod(index, columns)
+        top, left = padding + row * (size + padding), padding + column * (size + padding)
+        tiles.append(grid[:, top : top + size, left : left + size])
+    return np.stack(tiles)

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import CLASSES, labelled_images, write_params
+from conftest import CLASSES, grid_tiles, labelled_images, read_grid, write_params
 from PIL import Image
 
 from aigc.checkpoint import save_checkpoint
-from aigc.features import load_evaluator, score_split
+from aigc.features import extract_features, load_evaluator, score_split
+from aigc.images import GRID_SIZE, make_grid, save_grid
 from aigc.imagesets import ImageSet, load_image_set, save_image_set
 from aigc.metrics import reconstruction_quality
 
@@ -210,6 +211,37 @@ def test_the_short_form_scores_an_npy_or_an_image_folder_and_only_prints(
     assert scored["samples"] == 60 and scored["classes_covered"] == len(CLASSES)
 
 
+def test_the_real_grid_holds_a_distinct_test_image_of_each_grid_samples_class(
+    evaluated, monkeypatch
+):
+    images, labels = labelled_images(100, seed=21)  # the grid shows the first 64
+    save_image_set(evaluated / "data/samples/fake", ImageSet(images, labels, CLASSES))
+    real_grid = evaluated / "reports/real_grids/fake.png"
+    run_stage(
+        monkeypatch, "evaluate", "--samples", "data/samples/fake", "--real-grid", str(real_grid)
+    )
+    save_grid(evaluated / "grid.png", images[:GRID_SIZE])  # as the sample stage writes it
+    assert Image.open(real_grid).size == Image.open(evaluated / "grid.png").size
+
+    model, _ = load_evaluator(evaluated / "models/evaluator.pt")
+    seen = extract_features(model, images[:GRID_SIZE]).probabilities.argmax(axis=1)
+    assert len(set(seen.tolist())) == len(CLASSES)  # every class is asked for
+    test = load_image_set(evaluated / "data/split/test")
+    pool = np.asarray(test.images).reshape(len(test), -1)
+    tiles = grid_tiles(read_grid(real_grid), GRID_SIZE, size=16)
+    found = []
+    for index, tile in enumerate(tiles):
+        matches = np.flatnonzero((pool == tile.reshape(-1)).all(axis=1))
+        assert len(matches) == 1, index  # a test image, as it is
+        assert test.labels[matches[0]] == seen[index], index  # of the class the evaluator sees
+        found.append(int(matches[0]))
+    assert len(set(found)) == GRID_SIZE  # distinct images
+    # Deterministic: the k-th sample of a class gets the k-th test image of that class.
+    for label in range(len(CLASSES)):
+        chosen = [found[i] for i in np.flatnonzero(seen == label)]
+        assert chosen == np.flatnonzero(test.labels == label)[: len(chosen)].tolist()
+
+
 def test_missing_or_unreadable_samples_and_evaluator_give_one_line(evaluated, monkeypatch, capsys):
     (evaluated / "notes.txt").write_text("not images")
     cases = [
@@ -273,10 +305,15 @@ def test_an_unlabelled_source_gives_null_class_metrics(project, monkeypatch):
     run_stage(monkeypatch, "evaluator", *EVALUATOR_ARGS)
     summary = json.loads((project / "metrics/evaluator.json").read_text())
     assert summary["kind"] == "autoencoder" and summary["test_accuracy"] is None
-    run_stage(monkeypatch, "evaluate", "--samples", "data/split/val", "--out", "metrics/real.json")
+    arguments = ["--samples", "data/split/val", "--out", "metrics/real.json"]
+    run_stage(monkeypatch, "evaluate", *arguments, "--real-grid", "real_grid.png")
     real = json.loads((project / "metrics/real.json").read_text())
     for key in ("inception_score_mean", "classes_covered", "class_kl", "label_accuracy"):
         assert real[key] is None, key
+    # No classes to match: the real grid is the reference set's first GRID_SIZE images.
+    test = load_image_set(project / "data/split/test")
+    expected = make_grid(test.images[:GRID_SIZE])
+    np.testing.assert_array_equal(read_grid(project / "real_grid.png"), expected)
     # val against test: two sets from one distribution, in the autoencoder's space.
     assert real["fid"] < 5 * real["fid_se"] and abs(real["kid_mean"]) < 4 * real["kid_se"]
     assert real["density"] == pytest.approx(1.0, abs=0.25)

@@ -13,11 +13,14 @@ from PIL import Image
 
 from aigc.checkpoint import CheckpointError, save_checkpoint
 from aigc.features import (
+    Features,
     cached_features,
     conform,
     extract_features,
     load_evaluator,
     read_samples,
+    real_counterparts,
+    real_grid_images,
     save_evaluator,
     score_split,
     train_evaluator,
@@ -181,6 +184,27 @@ def test_conform_converts_channels_and_size():
     flat = np.full((2, 1, 20, 12), 77, dtype=np.uint8)  # not square: centre-cropped, resized
     assert (conform(flat, channels=1, size=16) == 77).all()
     assert conform(grey, 1, 16) is grey or np.shares_memory(conform(grey, 1, 16), grey)
+
+
+def test_real_counterparts_take_each_class_in_turn_distinct_until_the_class_runs_out():
+    real = np.array([2, 0, 2, 1, 0, 2])  # class 0 at 1, 4; class 1 at 3; class 2 at 0, 2, 5
+    chosen = real_counterparts(np.array([2, 0, 2, 0, 2]), real)
+    assert chosen.tolist() == [0, 1, 2, 4, 5]  # in the real set's order, none twice
+    assert real_counterparts(np.array([1, 1, 3]), real).tolist() == [3, 3, -1]  # wraps; absent
+
+
+def test_real_grid_images_use_the_reference_labels_and_leave_absent_classes_blank():
+    reference = image_set(30, 5)
+    probabilities = np.eye(len(reference.classes), dtype=np.float32)[[4, 0, 4]]
+    samples = Features(np.zeros((3, 2), np.float32), probabilities)  # classes 4, 0, 4
+    unused = Features(np.zeros((30, 2), np.float32), None)  # labels come from the set itself
+    images = real_grid_images(samples, reference, unused, reference.classes, count=2)
+    first_of = {label: np.flatnonzero(reference.labels == label)[0] for label in (0, 4)}
+    np.testing.assert_array_equal(images, reference.images[[first_of[4], first_of[0]]])
+    missing = ImageSet(reference.images, np.where(reference.labels == 4, 0, reference.labels),
+                       reference.classes)  # fmt: skip
+    blank = real_grid_images(samples, missing, unused, reference.classes, count=3)
+    assert (blank[0] == 255).all() and (blank[2] == 255).all() and not (blank[1] == 255).all()
 
 
 def test_evaluator_runs_on_cuda_when_present(trained):

@@ -1,10 +1,12 @@
 """The report stage on a tiny fake tree: the HTML is self-contained and renders in headless
 Chromium (table rows and inlined grids with real pixels), the markdown summary has the same
-rows, missing files get visible notes, and the PR markdown is assembled from DVC's diffs.
+rows, missing files get visible notes, the verdict column follows its rule, each sample grid
+stands beside its real-image grid, and the PR markdown is assembled from DVC's diffs.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -20,6 +22,8 @@ from conftest import random_images
 from aigc.images import save_grid
 from aigc.report import (
     COLUMNS,
+    REAL_GRID_CAPTION,
+    RULE,
     Row,
     build_html,
     grid_links,
@@ -27,6 +31,7 @@ from aigc.report import (
     markdown_summary,
     pull_request_markdown,
     read_curves,
+    verdict,
 )
 from aigc.report import cells as report_cells
 
@@ -88,6 +93,9 @@ def write_fake_tree(root) -> None:
     save_grid(root / "reports/samples/gan/grid.png", random_images(16, size=16, seed=1))
     save_grid(root / "reports/samples/gan/interpolation.png", random_images(8, size=16, seed=2))
     save_grid(root / "reports/samples/dcgan/grid.png", random_images(16, 3, size=16, seed=3))
+    save_grid(
+        root / "reports/real_grids/gan.png", random_images(16, size=16, seed=4)
+    )  # dcgan: none
     curves = (("train/d_loss", [1.2, 0.9, 0.7]), ("g_loss", [2.0, 1.5, 1.4]), ("epoch", [0, 0, 1]))
     for name, values in curves:
         path = root / "logs/gan/plots/metrics" / f"{name}.tsv"
@@ -120,6 +128,8 @@ def report(tmp_path, monkeypatch):
             "metrics",
             "--samples",
             "reports/samples",
+            "--real-grids",
+            "reports/real_grids",
             "--logs",
             "logs",
             "--out",
@@ -254,6 +264,8 @@ def test_each_value_lands_in_its_column_and_text_stays_escaped(tmp_path):
     (logs / "sampling.json").write_text(json.dumps({"images_per_second": 1616.4}))
     rows = load_rows(tmp_path / "metrics", [name], tmp_path / "logs")
     results, like_for_like = markdown_tables(markdown_summary(rows, None))
+    # recall 0.23 < 0.30, class KL 0.12 > 0.05; the real row has no recall or coverage to share
+    assert results[1].pop("Verdict") == "🟡 fair · recall 0.23 · coverage 0.25"
     assert results[1] == {"Model": name, **EXPECTED_RESULTS}
     assert like_for_like[1] == {"Model": name, **EXPECTED_LIKE_FOR_LIKE}
     assert results[0]["FID ↓"] == "–" and like_for_like[0]["N"] == "6000"
@@ -262,6 +274,9 @@ def test_each_value_lands_in_its_column_and_text_stays_escaped(tmp_path):
     page = build_html(rows, None, None, tmp_path / "samples", tmp_path / "logs")
     tables = html_tables(page)
     escaped = "odd&lt;i&gt;&amp;name"
+    assert ">fair</span><br><small>recall 0.23<br>coverage 0.25<" in tables["results"][1].pop(
+        "Verdict"
+    )
     assert tables["results"][1] == {"Model": escaped, **EXPECTED_RESULTS}
     assert tables["like-for-like"][1] == {"Model": escaped, **EXPECTED_LIKE_FOR_LIKE}
     assert name not in page and "<i>" not in page
@@ -271,6 +286,89 @@ def test_a_missing_standard_error_leaves_the_bare_value():
     row = Row("old", {"fid": 3.0, "kid_mean": 0.5, "kid_se": None, "fid_se": float("nan")})
     cells = dict(zip((column.header for column in COLUMNS), report_cells(row), strict=True))
     assert cells["FID ↓"] == "3.00" and cells["KID ↓"] == "0.5"
+
+
+# The verdict rule on hand-made metrics: a real floor and a model that passes every test.
+FLOOR = {"recall_at_real_n": 0.80, "coverage_at_real_n": 0.90, "copy_rate": 0.010}
+GOOD = {
+    "recall_at_real_n": 0.54,
+    "coverage_at_real_n": 0.36,
+    "classes_covered": 10,
+    "num_classes": 10,
+    "class_kl": 0.02,
+    "copy_rate": 0.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "colour", "reasons"),
+    [
+        ({}, "green", ()),
+        # boundaries: each green threshold is inclusive
+        ({"recall_at_real_n": 0.30, "class_kl": 0.05}, "green", ()),
+        ({"copy_rate": 0.010 + RULE.copy_tolerance}, "green", ()),
+        ({"copy_rate": 0.016}, "amber", ("copy rate 0.016 > real 0.010 + 0.005",)),
+        ({"recall_at_real_n": 0.29}, "amber", ("recall 0.290 < 0.30",)),
+        ({"classes_covered": 9}, "amber", ("9 of 10 classes covered",)),
+        ({"class_kl": 0.06}, "amber", ("class KL 0.060 > 0.05",)),
+        # each red threshold is exclusive: at it, amber (for every reason it is not green)
+        (
+            {"recall_at_real_n": 0.10, "classes_covered": 8, "class_kl": 0.20},
+            "amber",
+            ("recall 0.100 < 0.30", "8 of 10 classes covered", "class KL 0.200 > 0.05"),
+        ),
+        # a red row names only what made it red
+        ({"recall_at_real_n": 0.099}, "red", ("recall 0.099 < 0.10",)),
+        ({"classes_covered": 7}, "red", ("7 of 10 classes covered (< 8)",)),
+        ({"class_kl": 0.21}, "red", ("class KL 0.210 > 0.20",)),
+        # an unlabelled source: no class metrics, judged on the rest
+        ({"classes_covered": None, "num_classes": None, "class_kl": None}, "green", ()),
+    ],
+)
+def test_the_verdict_follows_its_thresholds(changes, colour, reasons):
+    found = verdict(GOOD | changes, FLOOR)
+    assert (found.colour, found.reasons) == (colour, reasons)
+    assert found.label == {"green": "good", "amber": "fair", "red": "poor"}[colour]
+
+
+def test_the_verdict_shares_of_the_real_floor_and_what_it_cannot_judge():
+    found = verdict(GOOD, FLOOR)
+    assert found.shares == ("recall 0.54 = 68 % of real", "coverage 0.36 = 40 % of real")
+    headline = {k.removesuffix("_at_real_n"): v for k, v in GOOD.items()}  # an older file
+    assert verdict(headline | {"recall": 0.8}, FLOOR).shares[0] == "recall 0.80 = 100 % of real"
+    without_floor = verdict(GOOD, None)  # no copy rate to compare with: not green
+    assert without_floor.colour == "amber"
+    assert without_floor.shares == ("recall 0.54", "coverage 0.36")
+    assert verdict(None, FLOOR) is None and verdict({"fid": 3.0}, FLOOR) is None
+
+
+def test_the_verdict_column_and_the_grids_beside_real_images(report):
+    summary = (report / "reports/summary.md").read_text()
+    rows = {row["Model"]: row["Verdict"] for row in markdown_tables(summary)[0]}
+    assert rows == {
+        "**real**": "floor",
+        "gan": "🟢 good · recall 0.68 = 100 % of real · coverage 0.83 = 100 % of real",
+        "dcgan": "🟢 good · recall 0.68 = 100 % of real · coverage 0.83 = 100 % of real",
+        "vae": "–",  # no metrics
+    }
+    assert "recall ≥ 0.30" in summary  # the rule is stated beside the table
+    page = (report / "reports/index.html").read_text()
+    gan = html_tables(page)["results"][1]["Verdict"]
+    assert '<span class="light green" aria-hidden="true">●</span> good' in gan
+    assert "recall ≥" in page
+
+    def uri(path: str) -> str:
+        return base64.b64encode((report / path).read_bytes()).decode("ascii")
+
+    pairs = re.findall(r'<div class="pair">(.*?)</div>', page, re.S)
+    assert len(pairs) == 2  # gan and dcgan have a sample grid
+    gan_pair, dcgan_pair = pairs
+    figures = re.findall(r'<img src="data:image/png;base64,([^"]+)".*?<figcaption>(.*?)<', gan_pair)
+    assert figures == [
+        (uri("reports/samples/gan/grid.png"), "samples"),
+        (uri("reports/real_grids/gan.png"), REAL_GRID_CAPTION),
+    ]
+    assert "no grid of real images: reports/real_grids/dcgan.png is missing" in dcgan_pair
 
 
 def test_the_page_renders_in_headless_chromium(report, tmp_path):
@@ -311,8 +409,8 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
     dom = result.stdout
     found = dict(re.findall(r'data-(images|drawn|rows)="(\d+)"', dom))
     assert found, f"chromium gave no verdict:\n{result.stderr[-2000:]}"
-    # 3 grids (gan grid + interpolation, dcgan grid), 1 loss chart, 1 class histogram.
-    assert int(found["images"]) == 5 and found["drawn"] == found["images"]
+    # 4 grids (gan grid, its real grid, interpolation; dcgan grid), 1 loss chart, 1 histogram.
+    assert int(found["images"]) == 6 and found["drawn"] == found["images"]
     assert int(found["rows"]) == 1 + len(MODELS)
 
 
@@ -327,6 +425,12 @@ def test_loss_curves_are_read_from_dvclive_tsvs(report):
 def test_pull_request_markdown_holds_diffs_table_and_grid_links(report):
     links = grid_links(report / "reports/samples", MODELS, "https://example.org/blob/abc")
     assert links[0].endswith("/reports/samples/gan/grid.png)") and "vae: no grid" in links[2]
+    beside = grid_links(Path("reports/samples"), MODELS, None, Path("reports/real_grids"))
+    assert beside[0] == (
+        "- [gan](reports/samples/gan/grid.png) · "
+        "[real images of the classes the evaluator sees in it](reports/real_grids/gan.png)"
+    )
+    assert beside[1] == "- [dcgan](reports/samples/dcgan/grid.png)"  # no real grid: none linked
     summary = (report / "reports/summary.md").read_text()
     metrics_diff = "| Path | Metric |\n|---|---|\n| metrics/gan.json | fid |\n"
     params_diff = "| Path | Param | HEAD | workspace |\n|---|---|---|---|\n"  # DVC: no change

@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import random_images, write_params
+from conftest import random_images, read_grid, write_params
 
 from aigc.checkpoint import save_checkpoint
+from aigc.images import GRID_SIZE, make_grid
 from aigc.imagesets import ImageSet, load_image_set, save_image_set
 from aigc.models import MODELS
 from aigc.sampling import slerp
@@ -82,6 +83,10 @@ def test_stage_writes_the_image_set_info_and_figures(tmp_path, test_set, monkeyp
     assert timings["images_per_second"] == pytest.approx(70 / timings["sampling_seconds"])
     figures = sorted(p.name for p in (tmp_path / "reports").iterdir())
     assert figures == ["grid.png", "interpolation.png", "reconstructions.png"]
+    # The grid shows the first GRID_SIZE samples of the set, in order (the evaluate stage sets
+    # its real images beside exactly these).
+    grid = read_grid(tmp_path / "reports" / "grid.png")
+    np.testing.assert_array_equal(grid, make_grid(samples.images[:GRID_SIZE]))
 
 
 def test_conditional_samples_carry_the_requested_labels(tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ from torch import nn
 from aigc.devices import resolve_device
 from aigc.distributed import World
 from aigc.imagesets import ImageSet, load_image_set
-from aigc.models.base import FamilyConfig, NoiseGAN, VariationalAutoencoder
+from aigc.models.base import AdversarialConfig, FamilyConfig, NoiseGAN, VariationalAutoencoder
 from aigc.models.layers import discriminator_loss, gaussian_kl, generator_loss, reparameterise
 from aigc.params import spec
 from aigc.report import COLUMNS, Row, load_rows, markdown_table, model_names, read_json
@@ -143,7 +143,7 @@ class TextbookVAE(VariationalAutoencoder):
 
 
 @dataclass(frozen=True)
-class TextbookGANConfig(FamilyConfig):
+class TextbookGANConfig(AdversarialConfig):
     family: ClassVar[str] = "textbook-gan"
 
     latent_dim: int = spec(default=100, ge=1, doc="size of the noise vector z")

@@ -17,12 +17,13 @@ from aigc.models.layers import (
     ClassProjection,
     SelfAttention2d,
     count_parameters,
+    diff_augment,
     discriminator_loss,
     generator_loss,
     one_hot_maps,
     with_spectral_norm,
 )
-from aigc.params import ParamsError
+from aigc.params import ParamsError, load_section
 
 FAMILIES = ["gan", "dcgan", "vae"]
 TINY = {
@@ -199,3 +200,54 @@ def test_conditional_without_classes_is_a_clear_error():
     for family in FAMILIES:
         with pytest.raises(ParamsError, match=rf"train.{family}.conditional"):
             make(family, classes=0, conditional=True)
+
+
+# -- DiffAugment and TTUR ----------------------------------------------------------------------
+
+
+def test_diff_augment_moves_pixels_as_documented_and_passes_gradients():
+    images = torch.linspace(-1, 1, 2 * 16 * 16).view(2, 1, 16, 16).requires_grad_()
+    assert torch.equal(diff_augment(images, ()), images)
+
+    torch.manual_seed(0)
+    shifted = diff_augment(images, ("translation",))
+    assert shifted.shape == images.shape
+    for out, source in zip(shifted, images.detach(), strict=True):
+        # Every output pixel is a source pixel from a shift of at most 16/8 = 2, or the fill 0.
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.equal(out[0, 2:-2, 2:-2], source[0, 2 + dy : 14 + dy, 2 + dx : 14 + dx])
+        ]
+        assert len(matches) == 1
+
+    torch.manual_seed(0)
+    cut = diff_augment(images, ("cutout",))
+    zeroed = (cut == 0) & (images != 0)
+    assert zeroed.sum(dim=(1, 2, 3)).tolist() == [64, 64]  # one 8x8 square (half the side)
+
+    torch.manual_seed(0)
+    coloured = diff_augment(images, ("color",))
+    (coloured.sum() + shifted.sum() + cut.sum()).backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert not torch.allclose(coloured, images)
+
+
+def test_gan_options_diff_augment_and_ttur_reach_the_model():
+    model = make("dcgan", diff_augment=("translation", "cutout"), discriminator_learning_rate=4e-4)
+    assert model.optimizers["discriminator"].param_groups[0]["lr"] == 4e-4
+    assert model.optimizers["generator"].param_groups[0]["lr"] == model.config.learning_rate
+    images, labels = batch()
+    losses = model.train_step(images, labels)
+    assert all(math.isfinite(v) for v in losses.values())
+    plain = make("gan")
+    assert plain.optimizers["discriminator"].param_groups[0]["lr"] == plain.config.learning_rate
+
+
+def test_unknown_diff_augment_policy_is_a_clear_error(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  dcgan:\n    diff_augment: [translation, blur]\n")
+    with pytest.raises(ParamsError, match=r"diff_augment\[1\] = 'blur' is not allowed"):
+        fixed = {"image_size": 16, "channels": 1, "num_classes": 3}
+        load_section(params, "train.dcgan", MODELS["dcgan"].Config, fixed)

@@ -29,7 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc.models.layers import ConvPyramid, check_labels, one_hot_maps, sampling_labels
+from aigc.models.layers import (
+    DIFF_AUGMENTATIONS,
+    GAN_LOSSES,
+    ConvPyramid,
+    check_labels,
+    diff_augment,
+    one_hot_maps,
+    sampling_labels,
+)
 from aigc.params import ParamsError, spec
 
 
@@ -56,6 +64,20 @@ class FamilyConfig:
     @property
     def betas(self) -> tuple[float, float]:
         return (self.beta1, self.beta2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdversarialConfig(FamilyConfig):
+    """The fields of a GAN's game, shared by the families built on `NoiseGAN`."""
+
+    loss: str = spec(default="bce", choices=GAN_LOSSES, doc="GAN objective")
+    label_smoothing: float = spec(default=0.0, ge=0.0, lt=1.0, doc="one-sided, bce only")
+    diff_augment: tuple[str, ...] = spec(
+        default=(), choices=DIFF_AUGMENTATIONS, doc="DiffAugment policy of D's inputs"
+    )
+    discriminator_learning_rate: float = spec(
+        default=0.0, ge=0.0, doc="D's Adam learning rate (TTUR); 0 = learning_rate"
+    )
 
 
 class GenerativeModel(nn.Module, abc.ABC):
@@ -147,10 +169,16 @@ class NoiseGAN(GenerativeModel):
         super().__init__(config)
         self.generator, self.discriminator = generator, discriminator
         rate, betas = config.learning_rate, config.betas
+        # Two time-scale update rule (Heusel et al. 2017): D may learn at its own rate.
+        d_rate = config.discriminator_learning_rate or rate
         self.optimizers = {
             "generator": torch.optim.Adam(generator.parameters(), rate, betas),
-            "discriminator": torch.optim.Adam(discriminator.parameters(), rate, betas),
+            "discriminator": torch.optim.Adam(discriminator.parameters(), d_rate, betas),
         }
+
+    def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """D's logits (B,) for images in [-1, 1], through the DiffAugment policy when set."""
+        return self.discriminator(diff_augment(images, self.config.diff_augment), labels)
 
     @property
     def sampling_network(self) -> nn.Module:

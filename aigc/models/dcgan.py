@@ -20,9 +20,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from aigc.models.base import FamilyConfig, NoiseGAN
+from aigc.models.base import AdversarialConfig, NoiseGAN
 from aigc.models.layers import (
-    GAN_LOSSES,
     ClassProjection,
     ConvPyramid,
     SelfAttention2d,
@@ -37,13 +36,11 @@ from aigc.params import ParamsError, spec
 
 
 @dataclass(frozen=True)
-class Config(ConvPyramid, FamilyConfig):
+class Config(ConvPyramid, AdversarialConfig):
     family: ClassVar[str] = "dcgan"
 
     latent_dim: int = spec(default=64, ge=1, doc="size of the noise vector z")
     width: int = spec(default=32, ge=1, doc="channels at side image_size/2, doubled per halving")
-    loss: str = spec(default="bce", choices=GAN_LOSSES, doc="GAN objective")
-    label_smoothing: float = spec(default=0.0, ge=0.0, lt=1.0, doc="one-sided, bce only")
     spectral_norm: bool = spec(default=False, doc="spectral norm on D's layers")
     attention_resolution: int = spec(default=0, ge=0, doc="side of the SAGAN block (0 = none)")
 
@@ -147,14 +144,14 @@ class DCGAN(NoiseGAN):
 
         # Discriminator: maximise log D(x) + log(1 - D(G(z))), or minimise the hinge loss
         # max(0, 1 - D(x)) + max(0, 1 + D(G(z))).
-        real_logits = self.discriminator(real, labels)
-        fake_logits = self.discriminator(fake.detach(), labels)
+        real_logits = self.discriminate(real, labels)
+        fake_logits = self.discriminate(fake.detach(), labels)
         d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.label_smoothing)
         self.optimize("discriminator", d_loss)
 
         # Generator: minimise -log D(G(z)) (bce) or -D(G(z)) (hinge), through a frozen D.
         with frozen(self.discriminator):
-            g_loss = generator_loss(self.discriminator(fake, labels), config.loss)
+            g_loss = generator_loss(self.discriminate(fake, labels), config.loss)
             self.optimize("generator", g_loss)
         return {"d_loss": d_loss.item(), "g_loss": g_loss.item()} | d_scores(
             real_logits, fake_logits

@@ -16,9 +16,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from aigc.models.base import FamilyConfig, NoiseGAN
+from aigc.models.base import AdversarialConfig, NoiseGAN
 from aigc.models.layers import (
-    GAN_LOSSES,
     ClassProjection,
     d_scores,
     discriminator_loss,
@@ -29,14 +28,12 @@ from aigc.params import ParamsError, spec
 
 
 @dataclass(frozen=True)
-class Config(FamilyConfig):
+class Config(AdversarialConfig):
     family: ClassVar[str] = "gan"
 
     latent_dim: int = spec(default=64, ge=1, doc="size of the noise vector z")
     width: int = spec(default=256, ge=1, doc="hidden units of the generator's first layer")
     discriminator_width: int = spec(default=32, ge=1, doc="channels of D's first conv")
-    loss: str = spec(default="bce", choices=GAN_LOSSES, doc="GAN objective")
-    label_smoothing: float = spec(default=0.0, ge=0.0, lt=1.0, doc="one-sided, bce only")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -126,14 +123,14 @@ class GAN(NoiseGAN):
         fake = self.generator(noise, labels)
 
         # Discriminator: maximise log D(x) + log(1 - D(G(z))) (or the hinge form).
-        real_logits = self.discriminator(real, labels)
-        fake_logits = self.discriminator(fake.detach(), labels)
+        real_logits = self.discriminate(real, labels)
+        fake_logits = self.discriminate(fake.detach(), labels)
         d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.label_smoothing)
         self.optimize("discriminator", d_loss)
 
         # Generator: minimise the non-saturating -log D(G(z)) (or -D(G(z)) for hinge).
         with frozen(self.discriminator):
-            g_loss = generator_loss(self.discriminator(fake, labels), config.loss)
+            g_loss = generator_loss(self.discriminate(fake, labels), config.loss)
             self.optimize("generator", g_loss)
         return {"d_loss": d_loss.item(), "g_loss": g_loss.item()} | d_scores(
             real_logits, fake_logits

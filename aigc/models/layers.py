@@ -10,6 +10,8 @@
   the latent vector (`nn.Embedding`, as in Mirza & Osindero 2014); discriminators use the
   projection term `ClassProjection` (Miyato & Koyama 2018, https://arxiv.org/abs/1802.05637);
   encoders take one-hot label maps concatenated to the image channels (`one_hot_maps`).
+- `diff_augment`: differentiable augmentation of every image a discriminator sees, real and
+  generated alike (DiffAugment, Zhao et al. 2020, https://arxiv.org/abs/2006.10738).
 - `d_scores`: the discriminator's mean outputs, logged beside the GAN losses.
 - `frozen`: a network that passes gradients to its inputs but not its weights (a GAN's D
   during the generator's update).
@@ -32,6 +34,8 @@ __all__ = [
     "GAN_LOSSES",
     "discriminator_loss",
     "generator_loss",
+    "DIFF_AUGMENTATIONS",
+    "diff_augment",
     "d_scores",
     "frozen",
     "reparameterise",
@@ -90,6 +94,63 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor
     if kind == "hinge":
         return -fake_logits.mean()
     raise ValueError(f"unknown GAN loss {kind!r}; allowed: {', '.join(GAN_LOSSES)}")
+
+
+DIFF_AUGMENTATIONS = ("color", "translation", "cutout")
+
+
+def diff_augment(images: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:
+    """DiffAugment (Zhao et al. 2020, section 3): random transformations, differentiable in the
+    images, applied to every batch the discriminator sees, real and generated, in D's update and
+    in G's. D then never sees the same real image twice and cannot memorise the training set,
+    while G still gets gradients through the transformation. The draws use torch's global RNG,
+    so a seeded run repeats them.
+
+    images (B, C, H, W) in [-1, 1]; policy: any of
+      color        brightness + U(-0.5, 0.5), saturation x U(0, 2), contrast x U(0.5, 1.5)
+      translation  a shift of up to 1/8 of the side per axis, zero (mid-grey) fill
+      cutout       one square of half the side set to 0 at a random place
+    (the paper's three, with its magnitudes).
+    """
+    for name in policy:
+        images = _AUGMENTATIONS[name](images)
+    return images
+
+
+def _color(x: torch.Tensor) -> torch.Tensor:
+    batch = len(x)
+    x = x + (torch.rand(batch, 1, 1, 1, device=x.device) - 0.5)
+    mean = x.mean(dim=1, keepdim=True)
+    x = (x - mean) * (torch.rand(batch, 1, 1, 1, device=x.device) * 2) + mean
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (torch.rand(batch, 1, 1, 1, device=x.device) + 0.5) + mean
+
+
+def _translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
+    batch, _, height, width = x.shape
+    pad_y, pad_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
+    dy = torch.randint(-pad_y, pad_y + 1, (batch, 1), device=x.device)
+    dx = torch.randint(-pad_x, pad_x + 1, (batch, 1), device=x.device)
+    rows = torch.arange(height, device=x.device)[None] + pad_y + dy  # (B, H) in the padded map
+    cols = torch.arange(width, device=x.device)[None] + pad_x + dx  # (B, W)
+    padded = F.pad(x, [pad_x, pad_x, pad_y, pad_y])
+    index = torch.arange(batch, device=x.device)[:, None, None]
+    shifted = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]  # (B,H,W,C)
+    return shifted.permute(0, 3, 1, 2)
+
+
+def _cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+    batch, _, height, width = x.shape
+    size_y, size_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
+    top = torch.randint(0, height - size_y + 1, (batch, 1, 1), device=x.device)
+    left = torch.randint(0, width - size_x + 1, (batch, 1, 1), device=x.device)
+    rows = torch.arange(height, device=x.device)[None, :, None]
+    cols = torch.arange(width, device=x.device)[None, None, :]
+    inside = (rows >= top) & (rows < top + size_y) & (cols >= left) & (cols < left + size_x)
+    return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+_AUGMENTATIONS = {"color": _color, "translation": _translation, "cutout": _cutout}
 
 
 def d_scores(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, float]:

@@ -11,10 +11,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from aigc.models import MODELS
 from aigc.models.layers import (
     ClassProjection,
+    ConditionalBatchNorm,
     SelfAttention2d,
     count_parameters,
     diff_augment,
@@ -251,3 +254,30 @@ def test_unknown_diff_augment_policy_is_a_clear_error(tmp_path):
     with pytest.raises(ParamsError, match=r"diff_augment\[1\] = 'blur' is not allowed"):
         fixed = {"image_size": 16, "channels": 1, "num_classes": 3}
         load_section(params, "train.dcgan", MODELS["dcgan"].Config, fixed)
+
+
+def test_conditional_batch_norm_normalises_then_scales_and_shifts_per_class():
+    norm = ConditionalBatchNorm(3, num_classes=2)
+    with torch.no_grad():
+        norm.scale.weight[1] = torch.tensor([2.0, 2.0, 2.0])
+        norm.shift.weight[1] = torch.tensor([1.0, 1.0, 1.0])
+    x = torch.randn(8, 3, 4, 4) * 5 + 3
+    labels = torch.tensor([0, 1] * 4)
+    out = norm(x, labels)
+    plain = F.batch_norm(x, None, None, training=True, eps=norm.norm.eps)
+    assert torch.allclose(out[labels == 0], plain[labels == 0], atol=1e-5)
+    assert torch.allclose(out[labels == 1], plain[labels == 1] * 2 + 1, atol=1e-5)
+    flat = ConditionalBatchNorm(5, num_classes=2, dims=1)
+    assert flat(torch.randn(4, 5), torch.tensor([0, 1, 0, 1])).shape == (4, 5)
+
+
+@pytest.mark.parametrize("family", ["gan", "dcgan"])
+def test_conditional_generators_take_the_label_in_batch_norm_only(family):
+    model = make(family, conditional=True)
+    norms = [m for m in model.generator.modules() if isinstance(m, ConditionalBatchNorm)]
+    plain = [m for m in model.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(not m.affine for m in plain)  # every batch norm is a conditional one
+    first = model.generator.net[0]  # z alone enters the first layer (latent_dim 8 in TINY)
+    assert (first.in_channels if family == "dcgan" else first.in_features) == 8
+    # The projection starts at the linear head's scale, not nn.Embedding's N(0, 1).
+    assert model.discriminator.projection.embedding.weight.std() < 0.05

@@ -9,7 +9,7 @@ side (LeakyReLU 0.2, batch norm after the first) down to 4x4, then one logit. Ch
 Options: `attention_resolution` puts a SAGAN self-attention block (Zhang et al. 2019) at that
 side in both networks; `spectral_norm` normalises every discriminator layer (Miyato et al.
 2018) and then drops its batch norm, as SN-GAN does; `loss: hinge`; `label_smoothing`.
-`conditional`: label embedding beside z in G, projection term in D (see layers.py).
+`conditional`: class-conditional batch norm in G, projection term in D (see layers.py).
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from aigc.models.layers import (
     ClassProjection,
     ConvPyramid,
     SelfAttention2d,
+    batch_norm,
     d_scores,
     discriminator_loss,
     frozen,
     generator_loss,
     init_dcgan_weights,
+    run_conditioned,
     with_spectral_norm,
 )
 from aigc.params import ParamsError, spec
@@ -56,19 +58,14 @@ class Config(ConvPyramid, AdversarialConfig):
 
 
 class Generator(nn.Module):
-    """z (B, latent_dim) [+ label embedding] -> (B, C, H, W) in [-1, 1]."""
+    """z (B, latent_dim) [, labels (B,)] -> (B, C, H, W) in [-1, 1]."""
 
     def __init__(self, config: Config) -> None:
         super().__init__()
-        inputs = config.latent_dim
-        self.embedding = None
-        if config.conditional:
-            self.embedding = nn.Embedding(config.num_classes, config.latent_dim)
-            inputs += config.latent_dim
         first = config.channels_at(4)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(inputs, first, 4, 1, 0, bias=False),  # (B, 4w', 4, 4)
-            nn.BatchNorm2d(first),
+            nn.ConvTranspose2d(config.latent_dim, first, 4, 1, 0, bias=False),  # (B, 4w', 4, 4)
+            batch_norm(first, config),
             nn.ReLU(),
         ]
         for side in config.sides():
@@ -78,16 +75,14 @@ class Generator(nn.Module):
                 out = config.channels_at(2 * side)
                 layers += [
                     nn.ConvTranspose2d(config.channels_at(side), out, 4, 2, 1, bias=False),
-                    nn.BatchNorm2d(out),
+                    batch_norm(out, config),
                     nn.ReLU(),
                 ]
         layers += [nn.ConvTranspose2d(config.width, config.channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embedding is not None:
-            z = torch.cat([z, self.embedding(labels)], dim=1)  # (B, 2 * latent_dim)
-        return self.net(z[:, :, None, None])  # (B, C, H, W)
+        return run_conditioned(self.net, z[:, :, None, None], labels)  # (B, C, H, W)
 
 
 class Discriminator(nn.Module):

@@ -4,8 +4,9 @@ An MLP generator maps noise z ~ N(0, I) to an image; a small convolutional discr
 scores images as real or generated. The two play the minimax game, with the non-saturating
 generator loss -log D(G(z)) (or the hinge loss), Adam at 2e-4 with beta1 = 0.5.
 
-With `conditional: true` (Mirza & Osindero 2014) the generator sees a label embedding beside z
-and the discriminator adds the projection term (Miyato & Koyama 2018; see layers.py).
+With `conditional: true` (Mirza & Osindero 2014) the generator's batch norms take the label
+(class-conditional batch norm) and the discriminator adds the projection term (Miyato & Koyama
+2018; see layers.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from torch import nn
 from aigc.models.base import AdversarialConfig, NoiseGAN
 from aigc.models.layers import (
     ClassProjection,
+    batch_norm,
     d_scores,
     discriminator_loss,
     frozen,
     generator_loss,
+    run_conditioned,
 )
 from aigc.params import ParamsError, spec
 
@@ -45,36 +48,30 @@ class Config(AdversarialConfig):
 
 
 class Generator(nn.Module):
-    """z (B, latent_dim) [+ label embedding] -> MLP -> tanh image (B, C, H, W) in [-1, 1]."""
+    """z (B, latent_dim) [, labels (B,)] -> MLP -> tanh image (B, C, H, W) in [-1, 1]."""
 
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.config = config
         width = config.width
-        inputs = config.latent_dim
-        self.embedding = None
-        if config.conditional:
-            self.embedding = nn.Embedding(config.num_classes, config.latent_dim)
-            inputs += config.latent_dim
         pixels = config.channels * config.image_size**2
         self.net = nn.Sequential(
-            nn.Linear(inputs, width),
+            nn.Linear(config.latent_dim, width),
             nn.LeakyReLU(0.2),
             nn.Linear(width, 2 * width),
-            nn.BatchNorm1d(2 * width),
+            batch_norm(2 * width, config, dims=1),
             nn.LeakyReLU(0.2),
             nn.Linear(2 * width, 4 * width),
-            nn.BatchNorm1d(4 * width),
+            batch_norm(4 * width, config, dims=1),
             nn.LeakyReLU(0.2),
             nn.Linear(4 * width, pixels),
             nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embedding is not None:
-            z = torch.cat([z, self.embedding(labels)], dim=1)  # (B, 2 * latent_dim)
         size = self.config.image_size
-        return self.net(z).view(-1, self.config.channels, size, size)  # (B, C, H, W)
+        images = run_conditioned(self.net, z, labels)
+        return images.view(-1, self.config.channels, size, size)  # (B, C, H, W)
 
 
 class Discriminator(nn.Module):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from conftest import CLASSES, REPO, labelled_images, trained_evaluator
 
 from aigc.models import MODELS
-from tests.conftest import CLASSES, REPO, labelled_images, trained_evaluator
 
 STEPS, BATCH, SIZE = 600, 32, 16
 PER_CLASS = 24

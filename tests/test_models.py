@@ -281,3 +281,18 @@ def test_conditional_generators_take_the_label_in_batch_norm_only(family):
     assert (first.in_channels if family == "dcgan" else first.in_features) == 8
     # The projection starts at the linear head's scale, not nn.Embedding's N(0, 1).
     assert model.discriminator.projection.embedding.weight.std() < 0.05
+
+
+def test_minibatch_std_lets_the_gan_discriminator_see_a_collapsed_batch():
+    model = make("gan", minibatch_std=True)
+    discriminator = model.discriminator.eval()
+    assert discriminator.head.in_features == 4 * 8 * (16 // 8) ** 2 + 1  # features + spread
+    with torch.no_grad():
+        discriminator.head.weight.zero_()
+        discriminator.head.bias.zero_()
+        discriminator.head.weight[0, -1] = 1.0  # the head reads the spread alone
+        images, _ = batch()
+        varied = discriminator(images * 2 - 1)
+        collapsed = discriminator(images[:1].expand(8, -1, -1, -1) * 2 - 1)
+    assert torch.all(collapsed == collapsed[0]) and abs(collapsed[0].item()) < 1e-6
+    assert torch.all(varied > 0)  # the same logit for all, the batch's (positive) spread

@@ -37,6 +37,7 @@ class Config(AdversarialConfig):
     latent_dim: int = spec(default=64, ge=1, doc="size of the noise vector z")
     width: int = spec(default=256, ge=1, doc="hidden units of the generator's first layer")
     discriminator_width: int = spec(default=32, ge=1, doc="channels of D's first conv")
+    minibatch_std: bool = spec(default=False, doc="D sees its batch's feature spread")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -90,14 +91,22 @@ class Discriminator(nn.Module):
             nn.Flatten(),
         )
         features = 4 * width * (config.image_size // 8) ** 2
-        self.head = nn.Linear(features, 1)
+        self.minibatch_std = config.minibatch_std
+        self.head = nn.Linear(features + int(config.minibatch_std), 1)
         self.projection = None
         if config.conditional:
             self.projection = ClassProjection(config.num_classes, features)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(images)  # (B, F)
-        logits = self.head(features).squeeze(1)
+        head_input = features
+        if self.minibatch_std:
+            # Minibatch standard deviation (Karras et al. 2018, section 3): the features' spread
+            # over the batch, one extra input to the head. D sees real and generated images in
+            # separate batches, so a generator that draws few distinct images is told apart.
+            spread = features.float().std(dim=0, unbiased=False).mean()
+            head_input = torch.cat([features, spread.expand(len(features), 1)], dim=1)
+        logits = self.head(head_input).squeeze(1)
         if self.projection is not None:
             logits = logits + self.projection(features, labels)
         return logits

@@ -14,7 +14,7 @@ The main table opens with a verdict per model: a traffic light (good / fair / po
 beside the colour) from the thresholds of `VerdictRule`, relative to the real floor, and the
 model's recall and coverage as shares of the real row's. Each model's sample grid stands beside
 a grid of real images of the classes the evaluator sees in those samples (written by the
-evaluate stage, `aigc.features.real_grid_images`).
+evaluate stage, `aigc.real_grids.real_grid_images`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ IMAGES = [  # (file in reports/samples/MODEL, caption), in page order
     ("classes.png", "one row per class"),
     ("reconstructions.png", "reconstructions (originals above, reconstructions below)"),
 ]
-# Beside grid.png: REAL_GRIDS/MODEL.png from the evaluate stage (aigc.features.real_grid_images).
+# Beside grid.png: REAL_GRIDS/MODEL.png from the evaluate stage (aigc.real_grids.real_grid_images).
 REAL_GRID_CAPTION = "real images of the classes the evaluator sees in them"
 
 

@@ -8,7 +8,7 @@ With `--checkpoint`, adds, for families that encode, reconstruction SSIM/PSNR on
 images. Prints the table; writes it as flat JSON to `--out` when given. With `--real-grid`,
 writes a PNG of real images to set beside the sample grid: for the first aigc.images.GRID_SIZE
 samples (those the sample stage's grid.png shows), tile i is a `--reference` image of the class
-the evaluator sees in sample i (aigc.features.real_grid_images). Training time and sampling
+the evaluator sees in sample i (aigc.real_grids.real_grid_images). Training time and sampling
 speed are not read here: they live in the uncached logs (logs/MODEL/metrics.json,
 logs/MODEL/sampling.json), which the report reads.
 
@@ -27,18 +27,13 @@ from pathlib import Path
 from aigc.checkpoint import CheckpointError
 from aigc.devices import resolve_device
 from aigc.errors import exit_on_error
-from aigc.features import (
-    cached_features,
-    conform,
-    load_evaluator,
-    read_samples,
-    real_grid_images,
-)
+from aigc.features import cached_features, conform, load_evaluator, read_samples
 from aigc.files import write_json
 from aigc.images import GRID_SIZE, save_grid
 from aigc.imagesets import load_image_set
 from aigc.metrics import EvaluateParams, format_table, model_metrics, score_samples
 from aigc.params import load_section
+from aigc.real_grids import real_grid_images
 
 
 def main(argv: list[str] | None = None) -> None:

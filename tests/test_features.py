@@ -19,13 +19,12 @@ from aigc.features import (
     extract_features,
     load_evaluator,
     read_samples,
-    real_counterparts,
-    real_grid_images,
     save_evaluator,
     score_split,
     train_evaluator,
 )
 from aigc.imagesets import ImageSet, save_image_set
+from aigc.real_grids import real_counterparts, real_grid_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

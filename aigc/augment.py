@@ -159,8 +159,8 @@ def _brightness_contrast(
 def write_augmented(folder: str | Path, train: ImageSet, params: AugmentParams) -> int:
     """Write `train` then `copies` augmented copies as an image set; return the copies made.
 
-    Rows: originals 0..N-1, then copy k at k*N..(k+1)*N-1; labels repeated in that order.
-    Written batch by batch into a memory-mapped file, so memory stays bounded.
+    Rows: originals 0..N-1, then copy k at k*N..(k+1)*N-1; labels repeated in that order, and
+    `origins.npy` says which original each row comes from (row i -> i mod N). Written batch by batch into a memory-mapped file, so memory stays bounded.
     """
     folder = Path(folder)
     count = len(train)
@@ -175,6 +175,7 @@ def write_augmented(folder: str | Path, train: ImageSet, params: AugmentParams) 
             release_pages(images)  # bounded memory: the pages live on in the files
             release_pages(train.images)
     write_npy(folder / "labels.npy", np.tile(train.labels, params.copies + 1))
+    write_npy(folder / "origins.npy", np.tile(np.arange(count, dtype=np.int64), params.copies + 1))
     write_json(folder / "classes.json", list(train.classes))
     return count * params.copies
 

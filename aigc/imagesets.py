@@ -1,7 +1,9 @@
 """An image set on disk: the one folder format that stages hand to each other.
 
 A folder holds `images.npy` (uint8, (N, C, H, W)), `labels.npy` (int64, (N,), -1 = unlabelled)
-and `classes.json` (the class names, index = label). Arrays are memory-mapped on reading so a
+and `classes.json` (the class names, index = label); an augmented set also holds `origins.npy`
+(int64, (N,): the row of the original image each row was made from, so that differentially
+private training can count one person's image and its augmented copies as one item). Arrays are memory-mapped on reading so a
 stage never needs the whole set in RAM unless it asks for it.
 """
 
@@ -22,6 +24,7 @@ class ImageSet:
     images: np.ndarray  # uint8 (N, C, H, W)
     labels: np.ndarray  # int64 (N,), -1 = unlabelled
     classes: list[str]
+    origins: np.ndarray | None = None  # int64 (N,): source row of each row; None = its own
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
@@ -30,6 +33,8 @@ class ImageSet:
             )
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"labels {self.labels.shape} do not match {len(self.images)} images")
+        if self.origins is not None and self.origins.shape != (len(self.images),):
+            raise ValueError(f"origins {self.origins.shape} do not match {len(self.images)} images")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -39,6 +44,12 @@ class ImageSet:
         """True when every item has a class label."""
         return bool(self.classes) and len(self.labels) > 0 and bool((self.labels >= 0).all())
 
+    def origin_rows(self) -> np.ndarray:
+        """int64 (N,): the original each row derives from (itself when no origins are kept)."""
+        if self.origins is None:
+            return np.arange(len(self.images), dtype=np.int64)
+        return np.asarray(self.origins, dtype=np.int64)
+
 
 def load_image_set(folder: str | Path, mmap: bool = True) -> ImageSet:
     """The image set in `folder`; FileNotFoundError naming the folder when there is none."""
@@ -46,10 +57,12 @@ def load_image_set(folder: str | Path, mmap: bool = True) -> ImageSet:
     if not (folder / "images.npy").is_file():
         reason = "not an image set (no images.npy)" if folder.is_dir() else "no such folder"
         raise FileNotFoundError(errno.ENOENT, reason, str(folder))
+    origins = folder / "origins.npy"
     return ImageSet(
         images=read_npy(folder / "images.npy", mmap=mmap),
         labels=np.asarray(read_npy(folder / "labels.npy", mmap=False), dtype=np.int64),
         classes=json.loads((folder / "classes.json").read_text()),
+        origins=read_npy(origins, mmap=False) if origins.is_file() else None,
     )
 
 
@@ -58,3 +71,5 @@ def save_image_set(folder: str | Path, image_set: ImageSet) -> None:
     write_npy(folder / "images.npy", np.ascontiguousarray(image_set.images))
     write_npy(folder / "labels.npy", np.asarray(image_set.labels, dtype=np.int64))
     write_json(folder / "classes.json", list(image_set.classes))
+    if image_set.origins is not None:
+        write_npy(folder / "origins.npy", np.asarray(image_set.origins, dtype=np.int64))

@@ -160,7 +160,8 @@ def write_augmented(folder: str | Path, train: ImageSet, params: AugmentParams) 
     """Write `train` then `copies` augmented copies as an image set; return the copies made.
 
     Rows: originals 0..N-1, then copy k at k*N..(k+1)*N-1; labels repeated in that order, and
-    `origins.npy` says which original each row comes from (row i -> i mod N). Written batch by batch into a memory-mapped file, so memory stays bounded.
+    `origins.npy` says which original each row comes from (row i -> i mod N). Written batch by
+    batch into a memory-mapped file, so memory stays bounded.
     """
     folder = Path(folder)
     count = len(train)

@@ -3,8 +3,8 @@
 A folder holds `images.npy` (uint8, (N, C, H, W)), `labels.npy` (int64, (N,), -1 = unlabelled)
 and `classes.json` (the class names, index = label); an augmented set also holds `origins.npy`
 (int64, (N,): the row of the original image each row was made from, so that differentially
-private training can count one person's image and its augmented copies as one item). Arrays are memory-mapped on reading so a
-stage never needs the whole set in RAM unless it asks for it.
+private training can count one person's image and its augmented copies as one item). Arrays are
+memory-mapped on reading so a stage never needs the whole set in RAM unless it asks for it.
 """
 
 from __future__ import annotations

@@ -48,7 +48,6 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -73,6 +72,8 @@ class EvaluateParams:
     class_threshold: float = spec(gt=0.0, le=1.0, doc="share of the real share that covers a class")
     copy_quantile: float = spec(ge=0.0, le=1.0, doc="held-out NN-distance quantile of a copy")
     reconstruction_samples: int = spec(ge=1, doc="test images reconstructed for SSIM/PSNR")
+    membership_samples: int = spec(ge=2, doc="members and non-members each of the audit")
+    membership_fpr: float = spec(gt=0.0, lt=1.0, doc="false-positive rate of the audit's TPR")
     device: str = spec(choices=("auto", "cpu", "cuda"), doc="where the evaluator runs")
     seed: int = spec(ge=0, doc="seed of KID subsets, bootstrap resamples, like-for-like rows")
 
@@ -679,18 +680,11 @@ def reconstruction_metrics(
     }
 
 
-def model_metrics(
-    checkpoint_path: str | Path | None, reference, params: EvaluateParams, device
-) -> dict:
+def model_metrics(model, reference, params: EvaluateParams, device) -> dict:
     """For families that encode, reconstruction quality on the `reference` image set; None
-    without a checkpoint. (Training time is not read here: timings live in the uncached logs.)"""
+    without a model. (Training time is not read here: timings live in the uncached logs.)"""
     result = {"reconstruction_ssim": None, "reconstruction_psnr": None}
-    if checkpoint_path is None:
-        return result
-    from aigc.checkpoint import load_model  # only here: it imports the model's family
-
-    model, _ = load_model(checkpoint_path, device)
-    if model.encodes:
+    if model is not None and model.encodes:
         result.update(
             reconstruction_metrics(
                 model,

@@ -58,6 +58,7 @@ from aigc.imagesets import ImageSet
 from aigc.models import MODELS, build_model
 from aigc.models.base import GenerativeModel
 from aigc.params import ParamsError, from_dict, read_params, spec
+from aigc.privacy import PrivateTraining
 from aigc.progress import Progress, Stopwatch
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
 ]
 
 GRID_SIZE = 64  # images in the per-epoch sample grid
+POISSON_STREAM = 7  # the Poisson batches' seed is (seed, step, POISSON_STREAM)
 
 
 @dataclass(frozen=True)
@@ -202,10 +204,18 @@ def train(
 def _train(family, config, loop, common, image_set, device, world, out, live_dir, resume_dir, meta):
     """`train` inside its process group (see there)."""
     autocast = precision_context(device, common.precision)
-    batches = Batches(image_set, loop.batch_size, common.seed, world, device)
+    private = config.privacy.enabled
+    if private and world.size > 1:
+        raise ParamsError(f"train.{family}.privacy: DP-SGD runs in one process, not {world.size}")
+    batches = Batches(image_set, loop.batch_size, common.seed, world, device, poisson=private)
     total_steps = loop.steps if loop.steps > 0 else loop.epochs * batches.steps_per_epoch
     resume_path = resume_dir / "last.pt"
     run = start_run(family, config, loop, common, device, world, resume_path)
+    privacy = None
+    if private:  # per-sample clipping and noise on the networks that see training images
+        privacy = PrivateTraining(
+            run.model, config.privacy, batches.items, loop.batch_size, total_steps, family
+        )
     progress = Progress(family, live_dir, run.step, total_steps, batches.steps_per_epoch, world)
     progress.log_params(config, loop, common)
     clock = Stopwatch(run.train_seconds)
@@ -241,6 +251,8 @@ def _train(family, config, loop, common, image_set, device, world, out, live_dir
             torch.cuda.synchronize()
         timings = clock.rates((run.step - start_step) * loop.batch_size)
         progress.summary.update(timings)
+        accounting = privacy.summary(total_steps) if privacy is not None else {}
+        progress.summary.update(accounting)
 
     final_meta = {
         **meta,
@@ -251,6 +263,7 @@ def _train(family, config, loop, common, image_set, device, world, out, live_dir
         "processes": world.size,
         "precision": "bf16" if isinstance(autocast, torch.autocast) else "fp32",
         "torch": str(torch.__version__),
+        **accounting,
     }
     if world.main:
         save_checkpoint(out, run.payload(batches.steps_per_epoch, final_meta, resumable=False))
@@ -337,30 +350,61 @@ class Batches:
     """The training array (on the GPU when it fits) and the batches drawn from it: epoch e
     visits the images in `epoch_permutation(count, seed, e)`, a function of (seed, epoch) alone,
     so a resumed run draws exactly the batches an uninterrupted one would; the last partial
-    batch of an epoch is dropped. Each process takes its 1/N share of every batch."""
+    batch of an epoch is dropped. Each process takes its 1/N share of every batch.
 
-    def __init__(self, image_set: ImageSet, batch_size: int, seed: int, world, device) -> None:
+    With `poisson` (DP-SGD, aigc/privacy.py) step s instead takes each original image (the
+    image set's `origins`) with probability batch_size / originals, and of each one a version
+    (the original or an augmented copy) at random, from a generator seeded by (seed, s):
+    batches of varying size, as the privacy accountant assumes."""
+
+    def __init__(
+        self, image_set: ImageSet, batch_size: int, seed: int, world, device, poisson: bool = False
+    ) -> None:
         images = torch.from_numpy(np.ascontiguousarray(image_set.images))  # uint8 (N, C, H, W)
         labels = torch.from_numpy(np.asarray(image_set.labels, dtype=np.int64))  # (N,)
         if device.type == "cuda" and fits_on_device(images, device):
             images, labels = images.to(device), labels.to(device)
         self.images, self.labels, self.device = images, labels, device
         self.batch_size, self.seed, self.world = batch_size, seed, world
-        self.steps_per_epoch = len(images) // batch_size
+        self.poisson = poisson
+        self.items = len(images)  # what a batch samples from: rows, or originals when poisson
+        if poisson:
+            _, group, counts = np.unique(
+                image_set.origin_rows(), return_inverse=True, return_counts=True
+            )
+            self.rows_by_original = np.argsort(group, kind="stable")  # rows grouped by original
+            self.first_version, self.version_counts = np.cumsum(counts) - counts, counts
+            self.items = len(counts)
+        self.steps_per_epoch = self.items // batch_size
         self.memory_format = memory_format(device)
         self._epoch, self._permutation = -1, None
 
+    @property
+    def sample_rate(self) -> float:
+        """q: the chance that an original is in a Poisson batch."""
+        return self.batch_size / self.items
+
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's share of batch `step`: float images in [0, 1], int64 labels."""
-        epoch, index = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            permutation = epoch_permutation(len(self.images), self.seed, epoch)
-            self._epoch, self._permutation = epoch, permutation.to(self.images.device)
-        batch = self._permutation[index * self.batch_size : (index + 1) * self.batch_size]
-        batch = batch[self.world.rank :: self.world.size]
+        if self.poisson:
+            batch = torch.from_numpy(self.poisson_rows(step)).to(self.images.device)
+        else:
+            epoch, index = divmod(step, self.steps_per_epoch)
+            if epoch != self._epoch:
+                permutation = epoch_permutation(len(self.images), self.seed, epoch)
+                self._epoch, self._permutation = epoch, permutation.to(self.images.device)
+            batch = self._permutation[index * self.batch_size : (index + 1) * self.batch_size]
+            batch = batch[self.world.rank :: self.world.size]
         images = self.images[batch].to(self.device, non_blocking=True).float().div_(255)
         labels = self.labels[batch].to(self.device, non_blocking=True)
         return images.contiguous(memory_format=self.memory_format), labels
+
+    def poisson_rows(self, step: int) -> np.ndarray:
+        """Rows of Poisson batch `step`: originals in with probability q, one version each."""
+        rng = np.random.default_rng([self.seed, step, POISSON_STREAM])
+        chosen = np.flatnonzero(rng.random(self.items) < self.sample_rate)
+        version = (rng.random(len(chosen)) * self.version_counts[chosen]).astype(np.int64)
+        return self.rows_by_original[self.first_version[chosen] + version]
 
     def epoch_ends(self, step: int) -> bool:
         return step % self.steps_per_epoch == 0

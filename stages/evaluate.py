@@ -4,13 +4,16 @@ Reads `--samples` (an image set, an `.npy` of uint8 or [0, 1] floats, or a folde
 files), the evaluator checkpoint, and the real splits: `--reference` (what samples are compared
 with), `--heldout` (real images the model never saw: the yardstick of the copy rate, and the
 real row's N at which the `*_at_real_n` keys score the samples like for like) and `--train`.
-With `--checkpoint`, adds, for families that encode, reconstruction SSIM/PSNR on the reference
-images. Prints the table; writes it as flat JSON to `--out` when given. With `--real-grid`,
-writes a PNG of real images to set beside the sample grid: for the first aigc.images.GRID_SIZE
-samples (those the sample stage's grid.png shows), tile i is a `--reference` image of the class
-the evaluator sees in sample i (aigc.real_grids.real_grid_images). Training time and sampling
-speed are not read here: they live in the uncached logs (logs/MODEL/metrics.json,
-logs/MODEL/sampling.json), which the report reads.
+Every row gets a membership-inference audit (aigc/membership.py: `--train` images against
+`--reference` images, by their distance to the samples); with `--checkpoint`, also the model's
+own white-box attack, its privacy budget when it trained with DP-SGD, and, for families that
+encode, reconstruction SSIM/PSNR on the reference images. Prints the table; writes it as flat
+JSON to `--out` when given. With `--real-grid`, writes a PNG of real images to set beside the
+sample grid: for the first aigc.images.GRID_SIZE samples (those the sample stage's grid.png
+shows), tile i is a `--reference` image of the class the evaluator sees in sample i
+(aigc.real_grids.real_grid_images). Training time and sampling speed are not read here: they
+live in the uncached logs (logs/MODEL/metrics.json, logs/MODEL/sampling.json), which the report
+reads.
 
     python -m stages.evaluate --samples data/samples/dcgan --name dcgan \
         --checkpoint models/dcgan/model.pt --out metrics/dcgan.json \
@@ -24,15 +27,17 @@ import argparse
 import time
 from pathlib import Path
 
-from aigc.checkpoint import CheckpointError
+from aigc.checkpoint import CheckpointError, load_model
 from aigc.devices import resolve_device
 from aigc.errors import exit_on_error
 from aigc.features import cached_features, conform, load_evaluator, read_samples
 from aigc.files import write_json
 from aigc.images import GRID_SIZE, save_grid
 from aigc.imagesets import load_image_set
+from aigc.membership import audit
 from aigc.metrics import EvaluateParams, format_table, model_metrics, score_samples
 from aigc.params import load_section
+from aigc.privacy import recorded_budget
 from aigc.real_grids import real_grid_images
 
 
@@ -59,12 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_error(CheckpointError, ValueError):  # inputs missing, unreadable or misshapen
         evaluator, evaluator_checkpoint = load_evaluator(args.evaluator, device)
         samples = read_samples(args.samples)
-        reference = load_image_set(args.reference)
+        reference, train = load_image_set(args.reference), load_image_set(args.train)
         images = {
             "samples": samples.images,
             "reference": reference.images,
             "heldout": load_image_set(args.heldout).images,
-            "train": load_image_set(args.train).images,
+            "train": train.images,
         }
     channels, size = evaluator.config.channels, evaluator.config.image_size
     features = {}
@@ -86,7 +91,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     )
     with exit_on_error(CheckpointError):
-        metrics.update(model_metrics(args.checkpoint, reference, params, device))
+        model, checkpoint = load_model(args.checkpoint, device) if args.checkpoint else (None, {})
+    metrics.update(model_metrics(model, reference, params, device))
+    metrics.update(recorded_budget(checkpoint))
+    metrics.update(
+        audit(features["samples"].embeddings, features["train"].embeddings,
+              features["reference"].embeddings, params, model, train, reference, device)
+    )  # fmt: skip
     for part, seconds in timings.items():
         print(f"{part}: {seconds:.1f} s")
 

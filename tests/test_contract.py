@@ -4,7 +4,10 @@ One parametrised test trains each family a few steps through the real loop, stop
 SIGTERM half-way and resumes it, and checks what every stage relies on: the resumed run ends
 with the weights (EMA included) of an uninterrupted one; the checkpoint rebuilds the model;
 `sample` gives seeded images in [0, 1]; `decode` maps `latent_shape` noise to images; encoders
-reconstruct; a conditional model takes labels and refuses labels it does not know. A family
+reconstruct; a conditional model takes labels and refuses labels it does not know; the
+membership score is one deterministic number per image; a family that allows DP-SGD names its
+private networks, whose parameters are exactly their optimizers', and trains privately through
+the loop within its epsilon (a family that does not is refused with its reason). A family
 added to `MODELS` is picked up without touching this file: `test_a_new_family_...` registers
 the toy family of `toy_family.py` (one file, one line in MODELS, one params section) and runs
 the same checks on it.
@@ -26,6 +29,7 @@ from aigc.checkpoint import load_checkpoint, load_model
 from aigc.imagesets import load_image_set, save_image_set
 from aigc.models import MODELS
 from aigc.models.base import GenerativeModel
+from aigc.params import ParamsError
 from aigc.sampling import interpolation
 from aigc.training import TrainingStopped, read_train_params, resume_key, train
 
@@ -72,9 +76,11 @@ def check_contract(family: str, section: dict, tmp_path: Path, monkeypatch) -> N
     model, _ = load_model(tmp_path / "whole" / "model.pt")
     assert isinstance(model, GenerativeModel) and not model.training
     check_sampling(model)
+    check_membership_scores(model)
     conditional = {**section, "conditional": True, "steps": 2}
     run(tmp_path / "conditional", data, family, conditional)
     check_conditional(load_model(tmp_path / "conditional" / "model.pt")[0])
+    check_privacy(family, section, data, tmp_path / "private")
 
 
 def run(folder: Path, data: Path, family: str, section: dict) -> dict:
@@ -125,6 +131,38 @@ def check_sampling(model: GenerativeModel) -> None:
     else:
         with pytest.raises(NotImplementedError):
             model.reconstruct(samples)
+
+
+def check_membership_scores(model: GenerativeModel) -> None:
+    config = model.config
+    images = torch.rand(5, config.channels, config.image_size, config.image_size)
+    scores = model.membership_scores(images)
+    assert scores.shape == (5,) and torch.isfinite(scores).all()
+    assert torch.equal(scores, model.membership_scores(images))
+
+
+def check_privacy(family: str, section: dict, data: Path, folder: Path) -> None:
+    """A family that allows DP-SGD trains privately through the loop within its target."""
+    target = {"epsilon": 8.0, "delta": 1e-3}
+    private = {**section, "steps": 3, "ema_decay": 0.0, "privacy": target}
+    if family == "gan":
+        private["minibatch_std"] = False  # mixes a batch: refused under DP (test_privacy.py)
+    model_class = MODELS[family]
+    if model_class.Config.cannot_train_privately:
+        with pytest.raises(ParamsError, match=f"{family} cannot train with DP-SGD"):
+            run(folder, data, family, private)
+        return
+    checkpoint = run(folder, data, family, private)
+    assert 0 < checkpoint["meta"]["privacy_epsilon"] <= target["epsilon"]
+    model, _ = load_model(folder / "model.pt")
+    networks = model.private_networks()
+    assert networks and set(networks) <= set(model.optimizers)
+    for name, network in networks.items():
+        covered = {id(p) for p in network.parameters() if p.requires_grad}
+        optimized = {
+            id(p) for group in model.optimizers[name].param_groups for p in group["params"]
+        }
+        assert covered == optimized, f"{family}: {name} optimizer and network differ"
 
 
 def check_conditional(model: GenerativeModel) -> None:

@@ -60,6 +60,19 @@ class Toy(GenerativeModel):
         self.optimize("toy", loss)
         return {"loss": loss.item()}
 
+    def private_networks(self) -> dict[str, nn.Module]:
+        return {"toy": self.decoder}
+
+    @torch.no_grad()
+    def membership_scores(self, images: torch.Tensor, labels=None) -> torch.Tensor:
+        """Minus the reconstruction loss from z = 0, per image."""
+        labels = sampling_labels(self.config, len(images), labels, self.device)
+        zeros = torch.zeros(len(images), *self.latent_shape, device=self.device)
+        losses = F.binary_cross_entropy_with_logits(
+            self.logits(zeros, labels), images.to(self.device), reduction="none"
+        )
+        return -losses.flatten(1).mean(1)
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         labels = sampling_labels(self.config, len(latents), labels, self.device)

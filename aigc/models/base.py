@@ -14,6 +14,11 @@
       sampling_network                                     the submodule EMA averages
       encodes, encode, reconstruct                         for families with an encoder
       configure_sampling(...)                              for families with a sampler to set
+      membership_scores(images, labels) -> (B,)           the white-box membership attack
+      private_networks() -> {optimizer name: network}     what DP-SGD clips and noises
+
+  `FamilyConfig.privacy` (aigc/privacy.py) is every family's DP-SGD option; a family that
+  cannot train privately says why in `Config.cannot_train_privately`, and its Config refuses.
 
 The two shapes several families share sit here too: `NoiseGAN` (a generator on a noise vector
 and a discriminator) and `VariationalAutoencoder` (a conditional-capable encoder and decoder).
@@ -35,10 +40,12 @@ from aigc.models.layers import (
     ConvPyramid,
     check_labels,
     diff_augment,
+    feature_norm,
     one_hot_maps,
     sampling_labels,
 )
 from aigc.params import ParamsError, spec
+from aigc.privacy import PrivacyConfig, as_privacy_config
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +53,7 @@ class FamilyConfig:
     """Shape of the data, conditioning and optimiser: the fields every family shares."""
 
     family: ClassVar[str] = "model"  # the family's key in MODELS (its params section)
+    cannot_train_privately: ClassVar[str] = ""  # why DP-SGD does not apply ("" = it does)
 
     image_size: int = spec(ge=4, doc="side of the square images (from the data)")
     channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
@@ -54,11 +62,19 @@ class FamilyConfig:
     learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate")
     beta1: float = spec(default=0.5, ge=0.0, lt=1.0, doc="Adam beta1")
     beta2: float = spec(default=0.999, ge=0.0, lt=1.0, doc="Adam beta2")
+    privacy: PrivacyConfig = spec(default=PrivacyConfig(), doc="DP-SGD (aigc/privacy.py)")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "privacy", as_privacy_config(self.privacy))  # from a checkpoint
         if self.conditional and self.num_classes < 1:
             raise ParamsError(
                 f"train.{self.family}.conditional = true needs labelled data; it has none"
+            )
+        if self.privacy.enabled and self.cannot_train_privately:
+            raise ParamsError(
+                f"train.{self.family}.privacy: {self.family} cannot train with DP-SGD: "
+                f"{self.cannot_train_privately}; allowed: privacy.epsilon = 0 and "
+                "privacy.noise_multiplier = 0"
             )
 
     @property
@@ -112,6 +128,15 @@ class GenerativeModel(nn.Module, abc.ABC):
     def sampling_network(self) -> nn.Module:
         """The submodule `sample` runs; the loop's EMA averages its weights."""
 
+    @abc.abstractmethod
+    def membership_scores(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A white-box membership-inference score (B,) of float images (B, C, H, W) in [0, 1]:
+        higher means likelier a training image (the model's own loss or critic, negated where
+        lower means member). Deterministic; the audit calls it in eval mode, on batches that
+        mix members and non-members."""
+
     # -- what a family may override --------------------------------------------------------------
 
     @torch.no_grad()
@@ -133,6 +158,12 @@ class GenerativeModel(nn.Module, abc.ABC):
         self, sampler: str = "ddim", steps: int = 25, eta: float = 0.0, guidance_scale: float = 1.0
     ) -> None:
         """Set how `sample` runs; only families with an iterative sampler (diffusion) use it."""
+
+    def private_networks(self) -> dict[str, nn.Module]:
+        """Optimizer name -> the network it updates, for every optimizer whose gradients see
+        training images: what DP-SGD clips and noises (aigc/privacy.py). A family whose Config
+        allows privacy must name them all."""
+        return {}
 
     # -- helpers for train_step ------------------------------------------------------------------
 
@@ -184,6 +215,19 @@ class NoiseGAN(GenerativeModel):
     def sampling_network(self) -> nn.Module:
         return self.generator
 
+    def private_networks(self) -> dict[str, nn.Module]:
+        """Only D sees training images; G learns through D (post-processing under DP)."""
+        return {"discriminator": self.discriminator}
+
+    @torch.no_grad()
+    def membership_scores(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """D's logit (LOGAN's white-box attack, Hayes et al. 2019): an over-fitted D scores
+        its training images higher than unseen ones."""
+        labels = sampling_labels(self.config, len(images), labels, self.device)
+        return self.discriminator(images.to(self.device) * 2 - 1, labels).float()
+
     @property
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.latent_dim,)
@@ -195,12 +239,13 @@ class NoiseGAN(GenerativeModel):
 
 
 def downsampling(config: ConvPyramid, inputs: int, batch_norm: bool) -> nn.Sequential:
-    """(B, inputs, H, W) -> stride-2 4x4 convs (LeakyReLU 0.2) -> (B, 16 channels_at(4))."""
+    """(B, inputs, H, W) -> stride-2 4x4 convs (LeakyReLU 0.2) -> (B, 16 channels_at(4)); the
+    norm is `feature_norm`'s (GroupNorm under DP-SGD)."""
     layers: list[nn.Module] = [nn.Conv2d(inputs, config.width, 4, 2, 1), nn.LeakyReLU(0.2)]
     for side in reversed(config.sides()[1:]):  # (B, c, side, side) -> (B, 2c, side/2, side/2)
         out = config.channels_at(side // 2)
         layers.append(nn.Conv2d(config.channels_at(side), out, 4, 2, 1))
-        layers += [nn.BatchNorm2d(out)] if batch_norm else []
+        layers += [feature_norm(out, config)] if batch_norm else []
         layers.append(nn.LeakyReLU(0.2))
     layers.append(nn.Flatten())
     return nn.Sequential(*layers)
@@ -226,12 +271,12 @@ class Decoder(nn.Module):
         super().__init__()
         self.first = config.channels_at(4)
         self.head = nn.Linear(config.latent_dim + config.label_inputs, self.first * 16)
-        layers: list[nn.Module] = [nn.BatchNorm2d(self.first), nn.ReLU()]
+        layers: list[nn.Module] = [feature_norm(self.first, config), nn.ReLU()]
         for side in config.sides()[:-1]:  # (B, c, side, side) -> (B, c/2, 2 side, 2 side)
             out = config.channels_at(2 * side)
             layers += [
                 nn.ConvTranspose2d(config.channels_at(side), out, 4, 2, 1),
-                nn.BatchNorm2d(out),
+                feature_norm(out, config),
                 nn.ReLU(),
             ]
         layers.append(nn.ConvTranspose2d(config.width, config.channels, 4, 2, 1))
@@ -252,6 +297,20 @@ class VariationalAutoencoder(GenerativeModel):
     @property
     def sampling_network(self) -> nn.Module:
         return self.decoder
+
+    @torch.no_grad()
+    def membership_scores(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The ELBO per image at z = mu, Bernoulli likelihood, beta = 1 (the loss-threshold
+        attack of Yeom et al. 2018): a model fits its training images better."""
+        images = images.to(self.device)
+        labels = sampling_labels(self.config, len(images), labels, self.device)
+        mu, logvar = self.encoder(self.encoder_input(images, labels))
+        logits = self.decoder(self.decoder_input(mu, labels)).float()
+        nll = F.binary_cross_entropy_with_logits(logits, images, reduction="none").flatten(1)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(1)
+        return -(nll.sum(1) + kl)
 
     @property
     def latent_dim(self) -> int:

@@ -8,7 +8,8 @@ side (LeakyReLU 0.2, batch norm after the first) down to 4x4, then one logit. Ch
 
 Options: `attention_resolution` puts a SAGAN self-attention block (Zhang et al. 2019) at that
 side in both networks; `spectral_norm` normalises every discriminator layer (Miyato et al.
-2018) and then drops its batch norm, as SN-GAN does; `loss: hinge`; `label_smoothing`.
+2018) and then drops its batch norm, as SN-GAN does; `loss: hinge`; `label_smoothing`. Under
+`privacy` (DP-SGD on D, aigc/privacy.py) D's batch norm becomes GroupNorm.
 `conditional`: class-conditional batch norm in G, projection term in D (see layers.py).
 """
 
@@ -28,6 +29,7 @@ from aigc.models.layers import (
     batch_norm,
     d_scores,
     discriminator_loss,
+    feature_norm,
     frozen,
     generator_loss,
     init_dcgan_weights,
@@ -102,7 +104,7 @@ class Discriminator(nn.Module):
             if side > 4:  # (B, c, side, side) -> (B, 2c, side/2, side/2)
                 out = config.channels_at(side // 2)
                 layers.append(conv(config.channels_at(side), out))
-                layers += [nn.Identity() if norm else nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
+                layers += [nn.Identity() if norm else feature_norm(out, config), nn.LeakyReLU(0.2)]
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
         features = config.channels_at(4) * 4 * 4

@@ -41,6 +41,7 @@ from aigc.models.unet import UNet
 from aigc.params import ParamsError, spec
 
 GRADIENT_CLIP = 1.0  # max global gradient norm (Ho et al.'s implementation)
+MEMBERSHIP_TIMESTEPS = 10  # timesteps the membership score averages the denoising loss over
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,8 @@ class DDPM(GenerativeModel):
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The simple objective (Ho et al. eq. 14), E w(t) || target - U-Net(x_t, t) ||^2, with
         w(t) = 1 or the Min-SNR weights (`min_snr_gamma`)."""
-        x0 = images * 2 - 1  # (B, C, H, W) in [-1, 1]
-        t = torch.randint(0, self.config.timesteps, (len(x0),), device=x0.device)
-        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.config.timesteps, (len(images),), device=images.device)
+        noise = torch.randn_like(images)
         condition = None
         if self.config.conditional:
             # Unlabelled items (-1) and a label_dropout share of the rest train the null class.
@@ -163,9 +163,37 @@ class DDPM(GenerativeModel):
             null = torch.full_like(labels, self.config.num_classes)
             drop = torch.rand(len(labels), device=labels.device) < self.config.label_dropout
             condition = torch.where(drop | (labels < 0), null, labels)
+        return self.image_losses(images, t, noise, condition).mean()
+
+    def image_losses(
+        self, images: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, condition
+    ) -> torch.Tensor:
+        """w(t) || target - U-Net(x_t, t) ||^2 per image (B,), x_t from images in [0, 1]."""
+        x0 = images * 2 - 1  # (B, C, H, W) in [-1, 1]
         output = self.unet(self.schedule.q_sample(x0, t, noise), t, condition)
         errors = (output.float() - self.schedule.target(x0, noise, t)).pow(2).flatten(1).mean(1)
-        return (self.schedule.loss_weights(t, self.config.min_snr_gamma) * errors).mean()
+        return self.schedule.loss_weights(t, self.config.min_snr_gamma) * errors
+
+    @torch.no_grad()
+    def membership_scores(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Minus the denoising loss per image, averaged over MEMBERSHIP_TIMESTEPS evenly spaced
+        t with noise fixed per image position (the loss-threshold attack on diffusion models
+        of Carlini et al. 2023, https://arxiv.org/abs/2301.13188)."""
+        images = images.to(self.device)
+        condition = sampling_labels(self.config, len(images), labels, self.device)
+        rng = torch.Generator().manual_seed(0)
+        total = torch.zeros(len(images), device=self.device)
+        steps = torch.linspace(0, self.config.timesteps - 1, MEMBERSHIP_TIMESTEPS).long()
+        for step in steps.tolist():
+            noise = torch.randn(images.shape, generator=rng).to(self.device)
+            t = torch.full((len(images),), step, device=self.device, dtype=torch.long)
+            total += self.image_losses(images, t, noise, condition)
+        return -total / len(steps)
+
+    def private_networks(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet}
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """One Adam step on the denoising loss, the gradient norm clipped at GRADIENT_CLIP."""

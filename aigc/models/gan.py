@@ -44,6 +44,11 @@ class Config(AdversarialConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.privacy.enabled and self.minibatch_std:
+            raise ParamsError(
+                "train.gan.minibatch_std = true mixes the samples of D's batch, so a per-sample "
+                "gradient does not exist; allowed with privacy: minibatch_std = false"
+            )
         if self.image_size % 8:
             raise ParamsError(
                 f"train.gan: image_size = {self.image_size} (data.image_size) is not allowed; "

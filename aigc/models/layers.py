@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -289,6 +290,15 @@ def batch_norm(features: int, config, dims: int = 2) -> nn.Module:
     if config.conditional:
         return ConditionalBatchNorm(features, config.num_classes, dims)
     return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(features)
+
+
+def feature_norm(channels: int, config) -> nn.Module:
+    """BatchNorm2d in a network that sees training images, or GroupNorm (gcd(32, channels)
+    groups) when `config.privacy` trains it with DP-SGD: batch norm mixes a batch, so a
+    per-sample gradient does not exist under it (Opacus's ModuleValidator.fix makes this swap)."""
+    if config.privacy.group_norm:
+        return nn.GroupNorm(math.gcd(32, channels), channels)
+    return nn.BatchNorm2d(channels)
 
 
 def run_conditioned(

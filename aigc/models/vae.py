@@ -56,6 +56,10 @@ class VAE(VariationalAutoencoder):
         adam = torch.optim.Adam(self.parameters(), config.learning_rate, config.betas)
         self.optimizers = {"vae": adam}
 
+    def private_networks(self) -> dict[str, torch.nn.Module]:
+        """Encoder and decoder both see training images; one optimizer updates them."""
+        return {"vae": self}
+
     def kl_weight(self) -> float:
         """beta_t = beta * min(1, t / warmup_steps) (linear KL warm-up)."""
         warmup = self.config.warmup_steps

@@ -57,6 +57,10 @@ from aigc.params import spec
 @dataclass(frozen=True)
 class Config(ConvPyramid, FamilyConfig):
     family: ClassVar[str] = "vaegan"
+    cannot_train_privately: ClassVar[str] = (
+        "its decoder's per-sample gradient holds a reconstruction and a prior sample per "
+        "training image, so one image moves the clipped sum by up to twice the bound"
+    )
 
     latent_dim: int = spec(default=32, ge=1, doc="size of z")
     width: int = spec(default=32, ge=1, doc="channels at side image_size/2, doubled per halving")

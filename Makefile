@@ -4,6 +4,7 @@
 #   make bench   print speed and memory figures, and the textbook baselines beside the models
 #   make lint    ruff
 #   make pr-report   the markdown a pull request gets (metrics, params, grids)
+#   make privacy-sweep   vae and dcgan at epsilon 1, 3, 10 and without DP-SGD, through DVC's queue
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +18,9 @@ export DVC_STUDIO_OFFLINE := 1
 export DVCLIVE_OPEN := false
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test bench lint pr-report setup system-packages clean-venv
+JOBS ?= 1  # queue workers of a sweep (dvc queue start -j); 1 suits 2 cores
+
+.PHONY: repro test bench lint pr-report privacy-sweep setup system-packages clean-venv
 
 repro: setup
 	dvc repro
@@ -34,6 +37,10 @@ lint: setup
 
 pr-report: setup
 	$(BIN)/python -m stages.pr_report
+
+privacy-sweep: setup
+	$(BIN)/python -m stages.privacy_sweep --jobs $(JOBS)
+	dvc repro report
 
 setup: $(INSTALLED) system-packages
 

@@ -333,8 +333,9 @@ def like_for_like_text(rows: list[Row]) -> str:
     )
 
 
-def markdown_summary(rows: list[Row], evaluator: dict | None) -> str:
-    """reports/summary.md: the table, the evaluator's accuracy and notes, for a PR comment."""
+def markdown_summary(rows: list[Row], evaluator: dict | None, sections: Iterable[str] = ()) -> str:
+    """reports/summary.md: the table, the evaluator's accuracy, notes and `sections` (more
+    markdown, such as the privacy section), for a PR comment."""
     parts = ["## aigc: sample quality", ""]
     parts.append(
         "Metrics in the evaluator's feature space; **real** is held-out real images (the floor)."
@@ -351,6 +352,7 @@ def markdown_summary(rows: list[Row], evaluator: dict | None) -> str:
     notes = [f"- {row.name}: {note}" for row in rows for note in row.notes]
     if notes:
         parts += ["", "Notes:", *notes]
+    parts += [part for section in sections for part in ("", section)]
     return "\n".join(parts) + "\n"
 
 
@@ -559,10 +561,12 @@ def build_html(
     samples_dir: Path,
     logs_dir: Path,
     real_grids_dir: Path | None = None,
+    sections: Iterable[str] = (),
 ) -> str:
     """The whole report page as one string (nothing outside it is fetched). With
     `real_grids_dir`, each model's sample grid stands beside REAL_GRIDS/MODEL.png, the real
-    images of the classes the evaluator sees in those samples (the evaluate stage's)."""
+    images of the classes the evaluator sees in those samples (the evaluate stage's).
+    `sections` (HTML, such as the privacy section) follow the tables."""
     body = ["<h1>aigc report</h1>"]
     body.append(
         "<p>Every metric is computed in the evaluator's feature space. The <b>real</b> row scores "
@@ -582,6 +586,7 @@ def build_html(
     body.append(f"<p>{html.escape(like_for_like_text(rows))}</p>")
     body.append(html_table(rows, LIKE_FOR_LIKE, "like-for-like"))
     body += [_note(f"{row.name}: {note}") for row in rows for note in row.notes]
+    body += list(sections)
 
     body.append("<h2>Data and evaluator</h2>")
     body.append(_key_values(data_summary, "metrics/data.json is missing."))

@@ -6,13 +6,15 @@ reports/real_grids/MODEL.png from the evaluate stage, shown beside each sample g
 `--logs` (per model: the dvclive logs, whose summary holds the training time, and
 sampling.json, the sampling speed), for the models listed in params.yaml `models`. A model with
 missing files gets a visible note. The main table opens with a verdict per model against the
-real floor (aigc.report.VerdictRule).
+real floor (aigc.report.VerdictRule). The privacy section follows: every row's
+membership-inference audit and DP budget, and, when `--privacy` (metrics/privacy_sweep.json, from
+`make privacy-sweep`) exists, the privacy-utility table (aigc/privacy_report.py).
 
 Writes `--out` (HTML; images and charts inlined, nothing fetched) and `--summary` (markdown, for
 a pull-request comment).
 
     python -m stages.report --metrics metrics --samples reports/samples \
-        --real-grids reports/real_grids --logs logs \
+        --real-grids reports/real_grids --logs logs --privacy metrics/privacy_sweep.json \
         --out reports/index.html --summary reports/summary.md
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from aigc.errors import exit_on_error
 from aigc.files import write_text
+from aigc.privacy_report import privacy_html, privacy_markdown, read_sweep
 from aigc.report import build_html, load_rows, markdown_summary, model_names, read_json
 
 
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", required=True, help="folder of per-model sample images")
     parser.add_argument("--real-grids", help="folder of per-model grids of real images")
     parser.add_argument("--logs", required=True, help="folder of per-model dvclive logs")
+    parser.add_argument("--privacy", help="privacy-utility rows of make privacy-sweep (JSON)")
     parser.add_argument("--out", required=True, help="HTML page to write")
     parser.add_argument("--summary", required=True, help="markdown table to write")
     parser.add_argument("--params", default="params.yaml")
@@ -44,12 +48,15 @@ def main(argv: list[str] | None = None) -> None:
     data_summary = read_json(metrics_dir / "data.json")
     evaluator = read_json(metrics_dir / "evaluator.json")
     real_grids = Path(args.real_grids) if args.real_grids else None
+    sweep = read_sweep(Path(args.privacy)) if args.privacy else []
     page = build_html(
-        rows, data_summary, evaluator, Path(args.samples), Path(args.logs), real_grids
-    )
+        rows, data_summary, evaluator, Path(args.samples), Path(args.logs), real_grids,
+        sections=[privacy_html(sweep, rows)],
+    )  # fmt: skip
+    summary = markdown_summary(rows, evaluator, sections=[privacy_markdown(sweep, rows)])
     with exit_on_error():  # an output not writable
         write_text(args.out, page)
-        write_text(args.summary, markdown_summary(rows, evaluator))
+        write_text(args.summary, summary)
     for row in rows:
         for note in row.notes:
             print(f"note: {row.name}: {note}")

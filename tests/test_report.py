@@ -179,7 +179,7 @@ def html_tables(page: str) -> dict[str, list[dict[str, str]]]:
 
 def test_rows_notes_and_summary(report):
     page = (report / "reports/index.html").read_text()
-    for table in html_tables(page).values():  # results, then like for like
+    for table in html_tables(page).values():  # results, like for like, membership
         assert [row["Model"] for row in table] == ["real", *MODELS]  # real first, params order
     results = html_tables(page)["results"]
     assert results[1]["FID ↓"] == "80.00 ± 0.80" and results[2]["FID ↓"] == "40.00 ± 0.40"
@@ -190,7 +190,7 @@ def test_rows_notes_and_summary(report):
     assert "no training logs under logs/dcgan" in page
     summary = (report / "reports/summary.md").read_text()
     tables = markdown_tables(summary)
-    assert len(tables) == 2
+    assert len(tables) == 3  # results, like for like, membership inference
     for table in tables:
         assert [row["Model"] for row in table] == ["**real**", *MODELS]
     main = tables[0]
@@ -465,3 +465,37 @@ def test_pr_report_diffs_metrics_and_params_against_a_revision(report):
     assert re.search(r"\| metrics/gan.json\s*\| fid\s*\| 80\.0\s*\| 70\.0", comment), comment
     assert re.search(r"\| params.yaml\s*\| seed\s*\| -\s*\| 1", comment), comment
     assert "| **real** |" in comment and "[gan](reports/samples/gan/grid.png)" in comment
+
+
+def test_the_privacy_section_shows_each_sweep_point_beside_its_epsilon_and_a_failed_one():
+    from aigc.experiments import ExperimentRow
+    from aigc.privacy_report import privacy_html, privacy_markdown, privacy_rows
+
+    profile = {"train.vae.steps": 600}
+
+    def experiment(name, target, fid, steps=600, error=None):
+        metrics = {"metrics/vae.json:fid": fid, "metrics/vae.json:privacy_epsilon": target or None}
+        params = {"train.vae.privacy.epsilon": target, "train.vae.steps": steps}
+        return ExperimentRow(name, "abc", params, metrics, error)
+
+    experiments = [
+        experiment("newest-inf", 0, 50.0),
+        experiment("<b>eps3</b>", 3, 90.0),
+        experiment("older-inf", 0, 55.0),  # an older run of the same point: left out
+        experiment("default", 0, 20.0, steps=6000),  # not a sweep point
+        experiment("broken", 1, None, error="loss kl is nan at step 3"),
+    ]
+    rows = privacy_rows("vae", experiments, profile)
+    assert [row["epsilon_target"] for row in rows] == [1, 3, "∞"]  # ∞ last
+    assert [row["experiment"] for row in rows] == ["broken", "<b>eps3</b>", "newest-inf"]
+    markdown = privacy_markdown(rows)
+    assert "| vae | ∞ | 0.00 |" not in markdown and "| vae | ∞ | – |" in markdown
+    assert "loss kl is nan at step 3" in markdown
+    page = privacy_html(rows, [])
+    assert "&lt;b&gt;eps3&lt;/b&gt;" in page and "<b>eps3</b>" not in page
+    table = html_tables(page)["privacy-utility"]
+    assert [(r["target ε"], r["FID ↓"]) for r in table] == [
+        ("1", "–"),
+        ("3", "90.00"),
+        ("∞", "50.00"),
+    ]

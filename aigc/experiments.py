@@ -1,0 +1,131 @@
+"""Sweeps through DVC's own experiment machinery: queue a grid, run the queue, collect a table.
+
+    queue_grid(["evaluate@vae"], {"train.vae.privacy.epsilon": [0, 1, 3, 10]}, profile)
+    run_queue(jobs=1)
+    rows = collect(dvc_exp_show_json(), params=[...], metrics=[...])
+
+- `queue_grid` runs `dvc exp run --queue TARGETS -S key=v1,v2,...` (DVC expands comma lists
+  into the grid, one queued experiment per point, with Hydra's sweep syntax), the profile's
+  fixed overrides as more `-S` values.
+- `run_queue` starts `jobs` queue workers (`dvc queue start -j N`) and waits until no
+  experiment is queued or running (`dvc queue status`).
+- `collect` reads `dvc exp show --json` into one `ExperimentRow` per experiment: its name
+  (what `dvc exp apply NAME` takes), the chosen params and metrics flattened to dotted keys,
+  and the error of a failed run, so that a failure is a row, not a missing point.
+
+Every command runs `python -m dvc` of this interpreter, in the working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ExperimentRow", "collect", "dvc", "queue_grid", "run_queue"]
+
+POLL_SECONDS = 10.0
+
+
+class ExperimentError(RuntimeError):
+    """A DVC command of the sweep failed; the message holds its last line of output."""
+
+
+def dvc(*arguments: str) -> str:
+    """Run `dvc ARGUMENTS` and return its stdout; ExperimentError on a non-zero exit."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *arguments], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        lines = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
+        raise ExperimentError(f"dvc {' '.join(arguments)}: {lines[-1]}")
+    return result.stdout
+
+
+def set_params(values: Mapping[str, Any]) -> list[str]:
+    """`-S key=value` arguments; a list value becomes DVC's grid syntax `key=v1,v2`."""
+    arguments = []
+    for key, value in values.items():
+        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        arguments += ["-S", f"{key}={shown}"]
+    return arguments
+
+
+def queue_grid(
+    targets: Sequence[str], grid: Mapping[str, Sequence[Any]], profile: Mapping[str, Any]
+) -> str:
+    """Queue one experiment per point of `grid` (every combination of its lists), each with
+    the `profile` overrides; returns DVC's output (the queued experiments' names)."""
+    return dvc("exp", "run", "--queue", *targets, *set_params(profile), *set_params(grid))
+
+
+def run_queue(jobs: int = 1, poll: float = POLL_SECONDS, log=print) -> None:
+    """Start `jobs` queue workers and wait until the queue holds nothing queued or running."""
+    dvc("queue", "start", "-j", str(jobs))
+    while True:
+        status = dvc("queue", "status")
+        busy = [line for line in status.splitlines() if " Queued " in f" {line} "
+                or " Running " in f" {line} "]  # fmt: skip
+        if not busy:
+            return
+        log(f"{len(busy)} experiments queued or running")
+        time.sleep(poll)
+
+
+@dataclass
+class ExperimentRow:
+    """One experiment of `dvc exp show --json`."""
+
+    name: str
+    rev: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    if not isinstance(values, Mapping):
+        return {prefix: values}
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def dvc_exp_show_json() -> list:
+    """`dvc exp show --json` of every experiment on the current commit, parsed."""
+    return json.loads(dvc("exp", "show", "--json") or "[]")
+
+
+def collect(shown: list, params: Iterable[str], metrics: Iterable[str]) -> list[ExperimentRow]:
+    """The experiments in parsed `dvc exp show --json` output, with the chosen params (dotted
+    keys of params.yaml) and metrics ("FILE:dotted.key") of each."""
+    params, metrics = list(params), list(metrics)
+    rows = []
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            for revision in experiment.get("revs") or []:
+                rows.append(_row(revision, params, metrics))
+    return rows
+
+
+def _row(revision: Mapping, params: list[str], metrics: list[str]) -> ExperimentRow:
+    data = revision.get("data") or {}
+    name = revision.get("name") or data.get("name") or revision.get("rev", "")[:7]
+    row = ExperimentRow(name=name, rev=revision.get("rev", ""))
+    error = revision.get("error") or data.get("error")
+    if error:
+        row.error = error.get("msg", str(error)) if isinstance(error, Mapping) else str(error)
+    param_values = flatten((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
+    row.params = {key: param_values.get(key) for key in params}
+    files = data.get("metrics") or {}
+    for wanted in metrics:
+        path, key = wanted.split(":", 1)
+        values = flatten((files.get(path) or {}).get("data", {}))
+        row.metrics[wanted] = values.get(key)
+    return row

@@ -80,7 +80,7 @@ def check_contract(family: str, section: dict, tmp_path: Path, monkeypatch) -> N
     conditional = {**section, "conditional": True, "steps": 2}
     run(tmp_path / "conditional", data, family, conditional)
     check_conditional(load_model(tmp_path / "conditional" / "model.pt")[0])
-    check_privacy(family, section, data, tmp_path / "private")
+    check_privacy(family, section, data, tmp_path / "private", monkeypatch)
 
 
 def run(folder: Path, data: Path, family: str, section: dict) -> dict:
@@ -141,10 +141,11 @@ def check_membership_scores(model: GenerativeModel) -> None:
     assert torch.equal(scores, model.membership_scores(images))
 
 
-def check_privacy(family: str, section: dict, data: Path, folder: Path) -> None:
-    """A family that allows DP-SGD trains privately through the loop within its target."""
+def check_privacy(family: str, section: dict, data: Path, folder: Path, monkeypatch) -> None:
+    """A family that allows DP-SGD trains privately through the loop within its target, and a
+    private run stopped half-way and resumed ends with the weights of an uninterrupted one."""
     target = {"epsilon": 8.0, "delta": 1e-3}
-    private = {**section, "steps": 3, "ema_decay": 0.0, "privacy": target}
+    private = {**section, "steps": 4, "ema_decay": 0.0, "privacy": target}
     if family == "gan":
         private["minibatch_std"] = False  # mixes a batch: refused under DP (test_privacy.py)
     model_class = MODELS[family]
@@ -154,6 +155,13 @@ def check_privacy(family: str, section: dict, data: Path, folder: Path) -> None:
         return
     checkpoint = run(folder, data, family, private)
     assert 0 < checkpoint["meta"]["privacy_epsilon"] <= target["epsilon"]
+    with monkeypatch.context() as patch:
+        stop_after(2, MODELS[family], patch)
+        with pytest.raises(TrainingStopped):
+            run(folder / "resumed", data, family, private)
+    resumed = run(folder / "resumed", data, family, private)
+    for name, tensor in checkpoint["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), f"{family}: private {name} differs"
     model, _ = load_model(folder / "model.pt")
     networks = model.private_networks()
     assert networks and set(networks) <= set(model.optimizers)

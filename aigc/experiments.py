@@ -109,18 +109,22 @@ def collect(shown: list, params: Iterable[str], metrics: Iterable[str]) -> list[
     rows = []
     for commit in shown:
         for experiment in commit.get("experiments") or []:
+            state = (experiment.get("executor") or {}).get("state")
             for revision in experiment.get("revs") or []:
-                rows.append(_row(revision, params, metrics))
+                rows.append(_row(revision, params, metrics, state))
     return rows
 
 
-def _row(revision: Mapping, params: list[str], metrics: list[str]) -> ExperimentRow:
+def _row(revision: Mapping, params: list[str], metrics: list[str], state) -> ExperimentRow:
+    """One ExpState of `dvc exp show --json` (dvc/repo/experiments/serialize.py)."""
     data = revision.get("data") or {}
-    name = revision.get("name") or data.get("name") or revision.get("rev", "")[:7]
+    name = revision.get("name") or revision.get("rev", "")[:7]
     row = ExperimentRow(name=name, rev=revision.get("rev", ""))
-    error = revision.get("error") or data.get("error")
+    error = revision.get("error")
     if error:
         row.error = error.get("msg", str(error)) if isinstance(error, Mapping) else str(error)
+    elif state == "failed":
+        row.error = "the experiment failed (dvc queue logs NAME shows why)"
     param_values = flatten((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
     row.params = {key: param_values.get(key) for key in params}
     files = data.get("metrics") or {}

@@ -1,0 +1,43 @@
+"""Sweeps (aigc/experiments.py): the grid syntax handed to `dvc exp run -S`, and the rows read
+back from `dvc exp show --json` (its format: dvc/repo/experiments/serialize.py), failures
+included."""
+
+from __future__ import annotations
+
+from aigc.experiments import collect, flatten, set_params
+
+
+def test_a_list_value_becomes_dvcs_comma_grid_and_a_scalar_a_plain_override():
+    arguments = set_params({"train.vae.privacy.epsilon": [0, 1, 3], "sample.num_samples": 2000})
+    assert arguments == ["-S", "train.vae.privacy.epsilon=0,1,3", "-S", "sample.num_samples=2000"]
+
+
+def test_flatten_gives_dotted_keys():
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+def experiment(name, epsilon, fid=None, state="success", error=None):
+    data = {
+        "rev": name + "-rev",
+        "params": {"params.yaml": {"data": {"train": {"vae": {"privacy": {"epsilon": epsilon}}}}}},
+        "metrics": {"metrics/vae.json": {"data": {"fid": fid}}} if fid is not None else {},
+    }
+    return {"revs": [{"rev": name + "-rev", "name": name, "data": data, "error": error}],
+            "executor": {"state": state}, "name": name}  # fmt: skip
+
+
+def test_collect_reads_every_experiment_of_every_commit_and_keeps_failures_as_rows():
+    shown = [
+        {"rev": "workspace", "name": None, "data": {}, "experiments": None},
+        {"rev": "abc", "name": "main", "data": {}, "experiments": [
+            experiment("plain", 0, fid=40.0),
+            experiment("noisy", 3, error={"msg": "loss kl is nan", "type": "TrainingError"}),
+            experiment("gone", 10, state="failed"),
+        ]},
+    ]  # fmt: skip
+    rows = collect(shown, ["train.vae.privacy.epsilon"], ["metrics/vae.json:fid"])
+    assert [row.name for row in rows] == ["plain", "noisy", "gone"]
+    assert rows[0].params == {"train.vae.privacy.epsilon": 0}
+    assert rows[0].metrics == {"metrics/vae.json:fid": 40.0} and rows[0].error is None
+    assert rows[1].error == "loss kl is nan" and rows[1].metrics["metrics/vae.json:fid"] is None
+    assert "failed" in rows[2].error

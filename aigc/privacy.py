@@ -68,11 +68,13 @@ class PrivacyConfig:
     accountant: str = spec(default="rdp", choices=("rdp", "prv"), doc="privacy accountant")
     replace_batch_norm: bool = spec(default=True, doc="GroupNorm for BatchNorm in private nets")
 
-    def __post_init__(self) -> None:
+    def check(self, family: str) -> None:
+        """ParamsError naming `train.<family>.privacy` when epsilon and sigma are both set."""
         if self.epsilon > 0 and self.noise_multiplier > 0:
             raise ParamsError(
-                f"privacy.epsilon = {self.epsilon} and privacy.noise_multiplier = "
-                f"{self.noise_multiplier} are both set; allowed: one of them (the other 0)"
+                f"train.{family}.privacy.epsilon = {self.epsilon} and "
+                f"train.{family}.privacy.noise_multiplier = {self.noise_multiplier} are both "
+                "set; allowed: one of them, the other 0"
             )
 
     @property

@@ -66,6 +66,7 @@ class FamilyConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "privacy", as_privacy_config(self.privacy))  # from a checkpoint
+        self.privacy.check(self.family)
         if self.conditional and self.num_classes < 1:
             raise ParamsError(
                 f"train.{self.family}.conditional = true needs labelled data; it has none"

@@ -11,7 +11,8 @@
   experiment is queued or running (`dvc queue status`).
 - `collect` reads `dvc exp show --json` into one `ExperimentRow` per experiment: its name
   (what `dvc exp apply NAME` takes), the chosen params and metrics flattened to dotted keys,
-  and the error of a failed run, so that a failure is a row, not a missing point.
+  and the error of a failed (or unfinished) run, so that a failure is a row, not a missing
+  point; such a row has no metrics (the files DVC shows for it are its baseline's).
 
 Every command runs `python -m dvc` of this interpreter, in the working directory.
 """
@@ -124,10 +125,12 @@ def _row(revision: Mapping, params: list[str], metrics: list[str], state) -> Exp
     if error:
         row.error = error.get("msg", str(error)) if isinstance(error, Mapping) else str(error)
     elif state == "failed":
-        row.error = "the experiment failed (dvc queue logs NAME shows why)"
+        row.error = f"the experiment failed (dvc queue logs {name} shows why)"
+    elif state in ("queued", "running"):
+        row.error = f"not finished: {state}"
     param_values = flatten((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
     row.params = {key: param_values.get(key) for key in params}
-    files = data.get("metrics") or {}
+    files = {} if row.error else data.get("metrics") or {}  # a failed run's are its baseline's
     for wanted in metrics:
         path, key = wanted.split(":", 1)
         values = flatten((files.get(path) or {}).get("data", {}))

@@ -32,12 +32,16 @@ def test_collect_reads_every_experiment_of_every_commit_and_keeps_failures_as_ro
         {"rev": "abc", "name": "main", "data": {}, "experiments": [
             experiment("plain", 0, fid=40.0),
             experiment("noisy", 3, error={"msg": "loss kl is nan", "type": "TrainingError"}),
-            experiment("gone", 10, state="failed"),
+            experiment("gone", 10, fid=99.0, state="failed"),  # its baseline's metrics
+            experiment("later", 10, fid=99.0, state="queued"),
         ]},
     ]  # fmt: skip
     rows = collect(shown, ["train.vae.privacy.epsilon"], ["metrics/vae.json:fid"])
-    assert [row.name for row in rows] == ["plain", "noisy", "gone"]
+    assert [row.name for row in rows] == ["plain", "noisy", "gone", "later"]
     assert rows[0].params == {"train.vae.privacy.epsilon": 0}
     assert rows[0].metrics == {"metrics/vae.json:fid": 40.0} and rows[0].error is None
     assert rows[1].error == "loss kl is nan" and rows[1].metrics["metrics/vae.json:fid"] is None
-    assert "failed" in rows[2].error
+    assert "failed" in rows[2].error and rows[2].metrics["metrics/vae.json:fid"] is None
+    assert (
+        rows[3].error == "not finished: queued" and rows[3].metrics["metrics/vae.json:fid"] is None
+    )

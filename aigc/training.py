@@ -18,6 +18,9 @@ done. Around that one call it keeps:
   the last periodic checkpoint. On CPU a resumed run ends with the same weights as one that was
   never stopped (the torch RNG state travels in the checkpoint);
 - a NaN or Inf loss raises `TrainingError` naming the loss and step; nothing is written to `out`;
+- DP-SGD when `config.privacy` asks for it (aigc/privacy.py): Poisson batches of original
+  images, the family's private networks wrapped for per-sample clipping and noise, and the
+  epsilon spent in the summary and the checkpoint's meta (one process only);
 - data parallel under `torchrun --nproc_per_node N -m stages.train ...` (aigc/distributed.py,
   which states exactly what it preserves): every process takes 1/N of each batch, gradients
   are averaged, `sync_batch_norm` normalises over the global batch. Only rank 0 logs and

@@ -123,7 +123,8 @@ def _row(revision: Mapping, params: list[str], metrics: list[str], state) -> Exp
     row = ExperimentRow(name=name, rev=revision.get("rev", ""))
     error = revision.get("error")
     if error:
-        row.error = error.get("msg", str(error)) if isinstance(error, Mapping) else str(error)
+        message = error.get("msg", str(error)) if isinstance(error, Mapping) else str(error)
+        row.error = f"failed: {message}"
     elif state == "failed":
         row.error = f"the experiment failed (dvc queue logs {name} shows why)"
     elif state in ("queued", "running"):

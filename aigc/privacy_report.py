@@ -94,7 +94,7 @@ def read_sweep(path: Path) -> list[dict]:
 
 
 def sweep_table_rows(sweep: list[dict]) -> list[Row]:
-    notes = lambda row: [f"failed: {row['error']}"] if row.get("error") else []  # noqa: E731
+    notes = lambda row: [row["error"]] if row.get("error") else []  # noqa: E731
     return [Row(row["family"], row, notes(row)) for row in sweep]
 
 

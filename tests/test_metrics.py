@@ -50,6 +50,8 @@ PARAMS = EvaluateParams(
     class_threshold=0.2,
     copy_quantile=0.01,
     reconstruction_samples=50,
+    membership_samples=200,
+    membership_fpr=0.01,
     device="cpu",
     seed=0,
 )

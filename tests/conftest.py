@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +99,34 @@ def project(tmp_path, monkeypatch):
     write_params(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def run_command(*command: str, cwd: Path) -> str:
+    """Run a command with the test's Python first on PATH; return stdout+stderr, fail loudly."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(DVC_NO_ANALYTICS="1", DVC_STUDIO_OFFLINE="1", OMP_NUM_THREADS="2")
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{output[-4000:]}"
+    return output
+
+
+@pytest.fixture
+def repository(project):
+    """`project` as a git repository with DVC initialised and everything committed."""
+    for command in (
+        ("git", "init", "-q"),
+        ("git", "config", "user.email", "test@example.com"),
+        ("git", "config", "user.name", "test"),
+        ("dvc", "init", "-q"),
+        ("dvc", "config", "core.analytics", "false"),
+    ):
+        run_command(*command, cwd=project)
+    (project / ".gitignore").write_text("/.resume/\n__pycache__/\n")
+    run_command("git", "add", "-A", cwd=project)
+    run_command("git", "commit", "-qm", "tiny pipeline", cwd=project)
+    return project
 
 
 @pytest.fixture

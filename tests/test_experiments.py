@@ -40,7 +40,10 @@ def test_collect_reads_every_experiment_of_every_commit_and_keeps_failures_as_ro
     assert [row.name for row in rows] == ["plain", "noisy", "gone", "later"]
     assert rows[0].params == {"train.vae.privacy.epsilon": 0}
     assert rows[0].metrics == {"metrics/vae.json:fid": 40.0} and rows[0].error is None
-    assert rows[1].error == "failed: loss kl is nan" and rows[1].metrics["metrics/vae.json:fid"] is None
+    assert (
+        rows[1].error == "failed: loss kl is nan"
+        and rows[1].metrics["metrics/vae.json:fid"] is None
+    )
     assert "failed" in rows[2].error and rows[2].metrics["metrics/vae.json:fid"] is None
     assert (
         rows[3].error == "not finished: queued" and rows[3].metrics["metrics/vae.json:fid"] is None

@@ -94,8 +94,7 @@ def read_sweep(path: Path) -> list[dict]:
 
 
 def sweep_table_rows(sweep: list[dict]) -> list[Row]:
-    notes = lambda row: [row["error"]] if row.get("error") else []  # noqa: E731
-    return [Row(row["family"], row, notes(row)) for row in sweep]
+    return [Row(row["family"], row, [row["error"]] if row.get("error") else []) for row in sweep]
 
 
 def privacy_markdown(sweep: list[dict], rows: list[Row] | None = None) -> str:

@@ -184,6 +184,20 @@ def clean(raw: str | Path, out: str | Path, data: DataParams, params: CleanParam
     return CleanResult(kept, rejections, classes, len(manifest))
 
 
+def decode_item(
+    data: bytes, kind: str, params: DataParams, clean_params: CleanParams
+) -> tuple[np.ndarray, tuple]:
+    """One raw item's bytes (`kind` "idx" or "encoded") as uint8 (C, size, size) pixels, fitted
+    to the square, and the content box inside it; Rejected when they do not decode."""
+    if kind == "idx":
+        image = decode_idx(data)
+    else:
+        image = decode(data, clean_params.max_pixels, draft_size=params.image_size)
+    image = to_channels(upright(image), params.channels, clean_params.alpha_background)
+    square, box = fit_square(image, params.image_size, params.fit)
+    return as_array(square), box
+
+
 class _Checker:
     """The per-item checks, with the hashes of kept bytes and pixels seen so far.
 
@@ -275,13 +289,7 @@ class _Checker:
         """One item as uint8 (C, size, size) and its content box, or Rejected."""
         offset, size = self.columns["offset"][row], self.columns["size"][row]
         data = bytes(items[offset : offset + size])
-        if self.columns["format"][row] == "idx":
-            image = decode_idx(data)
-        else:
-            image = decode(data, self.params.max_pixels, draft_size=self.data.image_size)
-        image = to_channels(upright(image), self.data.channels, self.params.alpha_background)
-        square, box = fit_square(image, self.data.image_size, self.data.fit)
-        return as_array(square), box
+        return decode_item(data, self.columns["format"][row], self.data, self.params)
 
     def _idx_batch(self, rows: list[int], items) -> tuple[np.ndarray, tuple]:
         """IDX items (28x28 grey) padded to size x size in one numpy step."""

@@ -2,9 +2,11 @@
 
 The test set is the source's official test split when the manifest has one (its `split` column
 says "test"), else a stratified `test_fraction` of everything. From the rest, a stratified
-`val_fraction` goes to val; then `train_fraction` keeps a stratified share of what remains for
-train (val does not move when only `train_fraction` changes). Unlabelled items (-1) form one
-stratum, so an unlabelled set gets a plain seeded shuffle. Each split keeps the clean order.
+`val_fraction` goes to val and what remains is train. `train_fraction` is read by the degrade
+stage (aigc/degrade.py), which keeps that share of train for the generators: the evaluator
+still learns from the whole of it, so a data-quantity experiment does not move the ruler.
+Unlabelled items (-1) form one stratum, so an unlabelled set gets a plain seeded shuffle. Each
+split keeps the clean order.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class SplitParams:
 
     val_fraction: float = spec(ge=0.0, lt=1.0, doc="share of the training items held out")
     test_fraction: float = spec(ge=0.0, lt=1.0, doc="test share without an official test split")
-    train_fraction: float = spec(gt=0.0, le=1.0, doc="stratified share of training items kept")
+    train_fraction: float = spec(gt=0.0, le=1.0, doc="share of train the generators get")
     seed: int = spec(ge=0, doc="seed of the shuffle")
 
 
@@ -61,8 +63,7 @@ def split_indices(
         test, pool = everything[official_test], everything[~official_test]
     else:
         test, pool = stratified_take(labels, everything, params.test_fraction, generator)
-    val, rest = stratified_take(labels, pool, params.val_fraction, generator)
-    train, _ = stratified_take(labels, rest, params.train_fraction, generator)
+    val, train = stratified_take(labels, pool, params.val_fraction, generator)
     return {"train": train, "val": val, "test": test}
 
 

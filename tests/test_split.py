@@ -1,4 +1,4 @@
-"""Split: stratified by label, seeded, official test split kept, train_fraction, unlabelled sets."""
+"""Split: stratified by label, seeded, official test split kept, unlabelled sets."""
 
 from __future__ import annotations
 
@@ -88,13 +88,15 @@ def test_the_official_test_split_is_kept(tmp_path):
     assert counts(parts["val"][1]) == [10, 10, 10]
 
 
-def test_train_fraction_is_stratified_and_leaves_val_alone(tmp_path):
+def test_train_fraction_leaves_every_split_whole(tmp_path):
+    """The share is the degrade stage's (tests/test_degrade.py): the evaluator, which learns
+    from train, and the reference sets stay the same in a data-quantity experiment."""
     make_clean(tmp_path / "clean", LABELS)
     full = run_split(tmp_path, "full", train_fraction=1.0, test_fraction=0.2, val_fraction=0.1)
     half = run_split(tmp_path, "half", train_fraction=0.5, test_fraction=0.2, val_fraction=0.1)
-    assert counts(half["train"][1]) == [36, 18, 11]
-    assert set(half["train"][0]) <= set(full["train"][0])
-    assert (half["val"][0] == full["val"][0]).all() and (half["test"][0] == full["test"][0]).all()
+    for name in ("train", "val", "test"):
+        assert (half[name][0] == full[name][0]).all()
+    assert counts(full["train"][1]) == [72, 36, 22]
 
 
 def test_unlabelled_items_get_a_seeded_shuffle(tmp_path):

@@ -5,6 +5,8 @@
 #   make lint    ruff
 #   make pr-report   the markdown a pull request gets (metrics, params, grids)
 #   make privacy-sweep   vae and dcgan at epsilon 1, 3, 10 and without DP-SGD, through DVC's queue
+#   make sweep   data quantity and data quality grids for dcgan and vae, through DVC's queue
+#   make compare the experiments of this commit, headline metrics only (dvc exp show)
 
 PYTHON ?= python3
 VENV := .venv
@@ -19,8 +21,9 @@ export DVCLIVE_OPEN := false
 export PATH := $(abspath $(BIN)):$(PATH)
 
 JOBS ?= 1  # queue workers of a sweep (dvc queue start -j); 1 suits 2 cores
+SWEEP ?=   # more options of stages/sweep.py, e.g. SWEEP="--grids quantity --families vae"
 
-.PHONY: repro test bench lint pr-report privacy-sweep setup system-packages clean-venv
+.PHONY: repro test bench lint pr-report privacy-sweep sweep compare setup system-packages clean-venv
 
 repro: setup
 	dvc repro
@@ -41,6 +44,11 @@ pr-report: setup
 privacy-sweep: setup
 	$(BIN)/python -m stages.privacy_sweep --jobs $(JOBS)
 	dvc repro report
+
+# The ruler and the clean data first, so that every queued point restores them from the cache.
+sweep: setup
+	dvc repro evaluate-real
+	$(BIN)/python -m stages.sweep --jobs $(JOBS) $(SWEEP)
 
 setup: $(INSTALLED) system-packages
 

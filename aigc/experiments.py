@@ -13,6 +13,8 @@
   (what `dvc exp apply NAME` takes), the chosen params and metrics flattened to dotted keys,
   and the error of a failed (or unfinished) run, so that a failure is a row, not a missing
   point; such a row has no metrics (the files DVC shows for it are its baseline's).
+  `explain_failures` replaces DVC's "Experiment run failed" by the failing stage's own error
+  line from the run's queue log.
 
 Every command runs `python -m dvc` of this interpreter, in the working directory.
 """
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ExperimentRow", "collect", "dvc", "queue_grid", "run_queue"]
+__all__ = ["ExperimentRow", "collect", "dvc", "explain_failures", "queue_grid", "run_queue"]
 
 POLL_SECONDS = 10.0
 
@@ -86,6 +88,29 @@ class ExperimentRow:
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+
+def failure_reason(log: str) -> str | None:
+    """The line that says why a run failed, from its `dvc queue logs` output: the failing
+    stage's own `error:` line (aigc/errors.py) when there is one, else DVC's last ERROR."""
+    lines = [line.strip() for line in log.splitlines()]
+    own = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
+    dvcs = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+    return (own or dvcs or [None])[-1]
+
+
+def explain_failures(rows: list[ExperimentRow]) -> list[ExperimentRow]:
+    """`rows` with each failed run's error replaced by the reason in its queue log, when the
+    queue still holds the log (`dvc queue logs NAME`)."""
+    for row in rows:
+        if row.error and row.error.startswith("failed"):
+            try:
+                reason = failure_reason(dvc("queue", "logs", row.name))
+            except ExperimentError:
+                continue  # a run from another machine or a cleared queue: keep DVC's words
+            if reason:
+                row.error = f"failed: {reason}"
+    return rows
 
 
 def flatten(values: Any, prefix: str = "") -> dict[str, Any]:

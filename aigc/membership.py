@@ -1,7 +1,7 @@
 """Membership inference: can an attacker tell a model's training images from unseen ones?
 
-The audit draws `membership_samples` members (training images: `data/split/train`, which the
-model was trained on) and as many non-members (held-out images of the same distribution:
+The audit draws `membership_samples` members (training images: `data/degraded`, the originals
+the model was trained on) and as many non-members (held-out images of the same distribution:
 `data/split/test`), scores each with an attack (higher = "member"), and reports how well the
 score separates the two:
 

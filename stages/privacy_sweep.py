@@ -21,7 +21,14 @@ from __future__ import annotations
 import argparse
 
 from aigc.errors import exit_on_error
-from aigc.experiments import ExperimentError, collect, dvc_exp_show_json, queue_grid, run_queue
+from aigc.experiments import (
+    ExperimentError,
+    collect,
+    dvc_exp_show_json,
+    explain_failures,
+    queue_grid,
+    run_queue,
+)
 from aigc.files import write_json, write_text
 from aigc.models import MODELS
 from aigc.privacy_report import privacy_markdown, privacy_rows
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics=[f"metrics/{family}.json:{key}" for key in METRICS]
             + [f"logs/{family}/metrics.json:{key}" for key in TRAINING],
         )
-        rows += privacy_rows(family, experiments, profiles[family])
+        rows += privacy_rows(family, explain_failures(experiments), profiles[family])
     with exit_on_error():
         write_json(args.out, rows)
         write_text(args.markdown, privacy_markdown(rows) + "\n")

@@ -4,7 +4,7 @@ included."""
 
 from __future__ import annotations
 
-from aigc.experiments import collect, flatten, set_params
+from aigc.experiments import collect, failure_reason, flatten, set_params
 
 
 def test_a_list_value_becomes_dvcs_comma_grid_and_a_scalar_a_plain_override():
@@ -48,3 +48,16 @@ def test_collect_reads_every_experiment_of_every_commit_and_keeps_failures_as_ro
     assert (
         rows[3].error == "not finished: queued" and rows[3].metrics["metrics/vae.json:fid"] is None
     )
+
+
+def test_a_failed_runs_reason_is_its_stages_own_error_line():
+    log = """Running stage 'degrade':
+> python -m stages.degrade --train data/split/train
+error: params.yaml: split.train_fraction = 1.5 is out of range; allowed: a number <= 1.0
+ERROR: failed to reproduce 'degrade': failed to run: python -m stages.degrade, exited with 2
+"""
+    reason = "params.yaml: split.train_fraction = 1.5 is out of range; allowed: a number <= 1.0"
+    assert failure_reason(log) == reason
+    crash = "Running stage 'train@vae':\nTraceback ...\nERROR: failed to reproduce 'train@vae'\n"
+    assert failure_reason(crash) == "failed to reproduce 'train@vae'"
+    assert failure_reason("Running stage 'x':\n") is None

@@ -1,0 +1,248 @@
+"""The data sweep's table and curves: sample quality against data quantity, data quality and the
+cleaner (`make sweep`, stages/sweep.py), as reports/experiments.md and reports/experiments.html.
+
+- `sweep_rows`: the collected experiments (aigc/experiments.py rows) that carry the sweep's
+  profile, one per distinct point (the newest), each with its grid ("quantity": every share
+  0; "quality": train_fraction 1 with some share above 0; the uncorrupted full-data point
+  belongs to both, as the quality curves' level 0), the training data's counts and every
+  family's quality metrics. A failed or unfinished experiment keeps its row, with its error.
+- `experiments_markdown` and `experiments_html`: the tables (with the experiment names that
+  `dvc exp apply` takes) and, in the HTML, FID, recall and coverage against each knob, one line
+  per family (per family and cleaner setting for the quality grid), drawn offline by
+  matplotlib and embedded, so the page is one self-contained file. Every text is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from aigc.report import data_uri, format_value
+
+SHARES = ("label_flip", "broken", "duplicates")
+QUALITY = [("fid", "FID ↓", "{:.1f}"), ("recall", "Recall ↑", "{:.3f}"),
+           ("coverage", "Coverage ↑", "{:.3f}")]  # fmt: skip
+COPIES = ("copy_rate", "copies ↓", "{:.3f}")  # in the tables, not the curves
+FAMILY_METRICS = ["fid", "fid_se", "precision", "recall", "coverage", "classes_covered",
+                  "class_kl", "copy_rate"]  # fmt: skip
+DATA_METRICS = ["images", "rejected", "caught_share", "rejected_clean_images", "undecodable_kept"]
+INTRO = (
+    "Each point retrains every family on the training split as the point's params make it "
+    "(`split.train_fraction`, `degrade.*`), on the sweep's short budget (the same at every "
+    "point), and scores it with the default ruler: the evaluator and the reference sets do "
+    "not change across the sweep. `dvc exp apply EXPERIMENT` restores a point; "
+    "`dvc exp run -S ...` with its params re-runs it."
+)
+
+
+def params_keys(profile: dict) -> list[str]:
+    return ["split.train_fraction", *(f"degrade.{share}" for share in SHARES), "degrade.clean",
+            *profile]  # fmt: skip
+
+
+def metrics_keys(families: list[str]) -> list[str]:
+    keys = [f"metrics/{family}.json:{key}" for family in families for key in FAMILY_METRICS]
+    keys += [f"logs/{family}/metrics.json:train_seconds" for family in families]
+    return keys + [f"metrics/training_data.json:{key}" for key in DATA_METRICS]
+
+
+def sweep_rows(experiments: list, families: list[str], profile: dict) -> list[dict]:
+    """One row per distinct sweep point, from the newest experiment that carries `profile`."""
+    rows, seen = [], set()
+    for experiment in experiments:
+        values = experiment.params
+        if any(values.get(key) != value for key, value in profile.items()):
+            continue  # not a point of this sweep
+        fraction = values.get("split.train_fraction")
+        shares = {share: values.get(f"degrade.{share}") or 0 for share in SHARES}
+        cleaner = bool(values.get("degrade.clean", True))
+        corrupted = any(shares.values())
+        point = (fraction, *shares.values(), cleaner if corrupted else None)
+        if point in seen:
+            continue
+        seen.add(point)
+        found = experiment.metrics
+        rows.append({
+            "experiment": experiment.name,
+            "grids": _grids(fraction, corrupted),
+            "train_fraction": fraction,
+            **shares,
+            "cleaner": cleaner if corrupted else None,
+            **{key: found.get(f"metrics/training_data.json:{key}") for key in DATA_METRICS},
+            "families": {
+                family: {key: found.get(f"metrics/{family}.json:{key}") for key in FAMILY_METRICS}
+                | {"train_seconds": found.get(f"logs/{family}/metrics.json:train_seconds")}
+                for family in families
+            },
+            "error": experiment.error,
+        })  # fmt: skip
+    return sorted(rows, key=_order)
+
+
+def _grids(fraction, corrupted: bool) -> list[str]:
+    """The grids a point belongs to; a corrupted share of the data is in neither curve."""
+    if not corrupted:
+        return ["quantity", "quality"] if fraction == 1 else ["quantity"]
+    return ["quality"] if fraction == 1 else []
+
+
+def _order(row: dict) -> tuple:
+    return (row["train_fraction"] or 0, *(row[share] for share in SHARES), row["cleaner"] is False)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The rows `make sweep` wrote; [] when there is no (readable) file."""
+    try:
+        rows = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def families_of(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(family for row in rows for family in row.get("families", {})))
+
+
+def grid_rows(rows: list[dict], grid: str) -> list[dict]:
+    return [row for row in rows if grid in row.get("grids", [])]
+
+
+def _point(row: dict, grid: str) -> str:
+    if grid == "quantity":
+        return format_value(row["train_fraction"], "{:g}")
+    parts = [f"{share} {row[share]:g}" for share in SHARES if row[share]]
+    cleaner = {True: "cleaner on", False: "cleaner off", None: ""}[row["cleaner"]]
+    return ", ".join(parts + [cleaner]) if parts else "none"
+
+
+def table(rows: list[dict], grid: str) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of one grid's table."""
+    families = families_of(rows)
+    header = ["train_fraction" if grid == "quantity" else "corruption", "images"]
+    if grid == "quality":
+        header += ["rejected", "injected caught"]
+    header += [f"{family} {name}" for family in families for _, name, _ in (*QUALITY, COPIES)]
+    header += ["experiment"]
+    body = []
+    for row in rows:
+        cells = [_point(row, grid), format_value(row.get("images"), "{:d}")]
+        if grid == "quality":
+            cells += [format_value(row.get("rejected"), "{:d}"),
+                      format_value(row.get("caught_share"), "{:.0%}")]  # fmt: skip
+        for family in families:
+            values = row["families"].get(family, {})
+            cells += [format_value(values.get(key), template)
+                      for key, _, template in (*QUALITY, COPIES)]  # fmt: skip
+        cells.append(row["experiment"] + (f" ({row['error']})" if row.get("error") else ""))
+        body.append(cells)
+    return header, body
+
+
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 2) + "---|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+              for cells in body]  # fmt: skip
+    return "\n".join(lines)
+
+
+TITLES = {
+    "quantity": "Data quantity: a stratified share of the training split",
+    "quality": "Data quality: label flips, broken files and duplicates, cleaner on and off",
+}
+
+
+def experiments_markdown(rows: list[dict]) -> str:
+    parts = ["# Data experiments", "", INTRO]
+    for grid in ("quantity", "quality"):
+        chosen = grid_rows(rows, grid)
+        if chosen:
+            parts += ["", f"## {TITLES[grid]}", "", markdown(*table(chosen, grid))]
+    failed = [row for row in rows if row.get("error")]
+    if failed:
+        parts += ["", "## Failed or unfinished", ""]
+        parts += [f"- {row['experiment']}: {row['error']}" for row in failed]
+    return "\n".join(parts) + "\n"
+
+
+def curves_png(rows: list[dict], grid: str) -> bytes | None:
+    """FID, recall and coverage against the grid's knob, one line per family (and cleaner)."""
+    points = [row for row in grid_rows(rows, grid) if not row.get("error")]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aigc.report import _figure_png
+
+    figure, axes = plt.subplots(1, len(QUALITY), figsize=(4.2 * len(QUALITY), 3.2))
+    for family in families_of(points):
+        for cleaner, style in ((True, "-"), (False, "--")):
+            if grid == "quantity" and cleaner is False:
+                continue
+            setting = "" if grid == "quantity" else f", cleaner {'on' if cleaner else 'off'}"
+            for axis, (key, name, _) in zip(axes, QUALITY, strict=True):
+                line = [(x, row["families"].get(family, {}).get(key))
+                        for x, row in _line(points, grid, cleaner)]  # fmt: skip
+                line = [(x, y) for x, y in line if y is not None]
+                if line:
+                    xs, ys = zip(*line, strict=True)
+                    axis.plot(xs, ys, style, marker="o", label=family + setting)
+                axis.set_title(name)
+                axis.set_xlabel("train_fraction" if grid == "quantity" else "corruption level")
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    return _figure_png(figure)
+
+
+def _line(points: list[dict], grid: str, cleaner: bool) -> list[tuple[float, dict]]:
+    """(x, row) of one curve: the fraction, or the level of points whose shares are all equal
+    (the combined corruption levels, level 0 the uncorrupted point)."""
+    if grid == "quantity":
+        return sorted(((row["train_fraction"], row) for row in points), key=lambda p: p[0])
+    line = []
+    for row in points:
+        shares = {row[share] for share in SHARES}
+        if len(shares) == 1 and (row["cleaner"] in (cleaner, None)):
+            line.append((shares.pop(), row))
+    return sorted(line, key=lambda point: point[0])
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
+th:first-child, td:first-child, td:last-child { text-align: left; }
+img { max-width: 100%; }
+"""
+
+
+def experiments_html(rows: list[dict]) -> str:
+    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>aigc data experiments</title>", f"<style>{CSS}</style></head><body>",
+             "<h1>Data experiments</h1>", f"<p>{html.escape(INTRO)}</p>"]  # fmt: skip
+    for grid in ("quantity", "quality"):
+        chosen = grid_rows(rows, grid)
+        if not chosen:
+            continue
+        parts.append(f"<h2>{html.escape(TITLES[grid])}</h2>")
+        png = curves_png(rows, grid)
+        if png:
+            alt = html.escape(f"FID, recall and coverage against the {grid} knob")
+            parts.append(f'<img id="{grid}-curves" src="{data_uri(png)}" alt="{alt}">')
+        header, body = table(chosen, grid)
+        heads = "".join(f"<th>{html.escape(text)}</th>" for text in header)
+        parts.append(f'<table id="{grid}"><thead><tr>{heads}</tr></thead><tbody>')
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+                  for cells in body]  # fmt: skip
+        parts.append("</tbody></table>")
+    failed = [row for row in rows if row.get("error")]
+    if failed:
+        parts.append("<h2>Failed or unfinished</h2><ul>")
+        parts += [f"<li>{html.escape(row['experiment'])}: {html.escape(row['error'])}</li>"
+                  for row in failed]  # fmt: skip
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

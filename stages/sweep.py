@@ -1,0 +1,133 @@
+"""The data sweep: how data quantity, data quality and the cleaner move sample quality, run
+through DVC's own experiment queue.
+
+Not a DVC stage: `make sweep` runs it. It queues, for the families named (their `evaluate@F`
+stages and everything upstream of them):
+
+- the quantity grid, one experiment per `--fractions` value:
+  `dvc exp run --queue -S split.train_fraction=0.01,0.05,0.25,1`;
+- the quality grid: at each of `--levels`, every kind of corruption at once (label flips,
+  broken files and duplicates, each at that share), with the cleaner on and off
+  (`-S degrade.clean=true,false`); and, at `--kind-level`, each kind alone (label flips with
+  the cleaner on only: it cannot see them), so that each kind's cost can be read apart;
+
+each with `profile`'s overrides: a short budget and fewer samples, the same at every point, so
+the default grid (15 experiments) runs in about an hour with two workers on a 2-core CPU. It
+runs the queue with `--jobs` workers, collects every experiment of the commit from
+`dvc exp show --json` (aigc/experiments.py) into `--out` (metrics/sweep.json), and writes
+reports/experiments.md and reports/experiments.html (aigc/sweep_report.py). A point that fails
+(a bad value, a NaN loss) is a row with its error; the rest of the sweep runs on.
+`--collect-only` skips the queue and re-reads what ran.
+
+    python -m stages.sweep                                    # both grids, dcgan and vae
+    python -m stages.sweep --grids quantity --families vae --fractions 0.05 0.5 1 --jobs 2
+    python -m stages.sweep --collect-only
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from aigc.errors import exit_on_error
+from aigc.experiments import (
+    ExperimentError,
+    collect,
+    dvc_exp_show_json,
+    explain_failures,
+    queue_grid,
+    run_queue,
+)
+from aigc.files import write_json, write_text
+from aigc.models import MODELS
+from aigc.sweep_report import (
+    SHARES,
+    experiments_html,
+    experiments_markdown,
+    metrics_keys,
+    params_keys,
+    sweep_rows,
+)
+
+FAMILIES = ["dcgan", "vae"]
+FRACTIONS = [0.01, 0.05, 0.25, 1.0]  # log-spaced: 540 to 54,000 Fashion-MNIST images
+LEVELS = [0.1, 0.2, 0.4]  # each share at this level, together
+KIND_LEVEL = 0.2  # each kind alone at this share (0 = skip)
+# The sweep's budget, the same at every point (about a tenth of the default run's steps).
+STEPS, SAMPLES = 600, 2000
+
+
+def profile(families: list[str], steps: int, samples: int) -> dict:
+    """The `-S` overrides of every point: a point belongs to the sweep when it carries them."""
+    return {**{f"train.{family}.steps": steps for family in families},
+            "sample.num_samples": samples}  # fmt: skip
+
+
+def quality_points(levels: list[float], kind_level: float) -> list[tuple[dict, list[str]]]:
+    """(shares, cleaner settings) of every quality point; each queued as one DVC grid."""
+    points = [({share: level for share in SHARES}, ["true", "false"]) for level in levels]
+    if kind_level:
+        for share in SHARES:
+            cleaner = ["true"] if share == "label_flip" else ["true", "false"]
+            points.append(({share: kind_level}, cleaner))
+    return points
+
+
+def queue(args, fixed: dict) -> None:
+    targets = [f"evaluate@{family}" for family in args.families]
+    if "quantity" in args.grids:
+        grid = {"split.train_fraction": [_number(fraction) for fraction in args.fractions]}
+        print(queue_grid(targets, grid, fixed | _shares({})), end="")
+    if "quality" in args.grids:
+        for shares, cleaner in quality_points(args.levels, args.kind_level):
+            overrides = fixed | {"split.train_fraction": 1.0} | _shares(shares)
+            print(queue_grid(targets, {"degrade.clean": cleaner}, overrides), end="")
+
+
+def _shares(chosen: dict) -> dict:
+    """Every share set explicitly (0 unless chosen), whatever params.yaml holds."""
+    return {f"degrade.{share}": chosen.get(share, 0.0) for share in SHARES}
+
+
+def _number(value: float):
+    return int(value) if float(value).is_integer() else value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=FAMILIES, choices=sorted(MODELS))
+    parser.add_argument("--grids", nargs="+", default=["quantity", "quality"],
+                        choices=["quantity", "quality"])  # fmt: skip
+    parser.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS,
+                        help="split.train_fraction values of the quantity grid")  # fmt: skip
+    parser.add_argument("--levels", nargs="+", type=float, default=LEVELS,
+                        help="shares of every corruption kind at once (quality grid)")  # fmt: skip
+    parser.add_argument("--kind-level", type=float, default=KIND_LEVEL,
+                        help="share of each corruption kind alone (0 = skip)")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=STEPS, help="training steps per point")
+    parser.add_argument("--samples", type=int, default=SAMPLES, help="samples per point")
+    parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
+    parser.add_argument("--collect-only", action="store_true", help="skip queueing and running")
+    parser.add_argument("--out", default="metrics/sweep.json")
+    parser.add_argument("--markdown", default="reports/experiments.md")
+    parser.add_argument("--html", default="reports/experiments.html")
+    args = parser.parse_args(argv)
+
+    fixed = profile(args.families, args.steps, args.samples)
+    with exit_on_error(ExperimentError):
+        if not args.collect_only:
+            queue(args, fixed)
+            run_queue(args.jobs)
+        shown = dvc_exp_show_json()
+    experiments = collect(shown, params=params_keys(fixed), metrics=metrics_keys(args.families))
+    explain_failures(experiments)
+    rows = sweep_rows(experiments, args.families, fixed)
+    text = experiments_markdown(rows)
+    with exit_on_error():
+        write_json(args.out, rows)
+        write_text(args.markdown, text)
+        write_text(args.html, experiments_html(rows))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -664,12 +664,21 @@ def grid_links(
 
 
 def pull_request_markdown(
-    rev: str, metrics_diff: str, params_diff: str, summary: str | None, links: list[str]
+    rev: str,
+    headline: str,
+    metrics_diff: str,
+    params_diff: str,
+    summary: str | None,
+    links: list[str],
 ) -> str:
-    """The PR comment: DVC's metric and param diffs against `rev`, the table, grid links."""
+    """The PR comment: the headline metrics of every row against `rev` (aigc/review.py), the
+    param diff, the table, grid links, and DVC's complete metric diff folded at the end."""
+    full = _table_or(metrics_diff, "No metric changed.")
+    rows = max(0, len([line for line in full.splitlines() if line.startswith("|")]) - 2)
     parts = [
-        f"## Metrics: workspace vs `{rev}`",
-        _table_or(metrics_diff, "No metric changed."),
+        f"## Quality: workspace vs `{rev}`",
+        "",
+        headline,
         "",
         f"## Params: workspace vs `{rev}`",
         _table_or(params_diff, "No param changed."),
@@ -678,6 +687,12 @@ def pull_request_markdown(
         "",
         "### Sample grids",
         *links,
+        "",
+        f"<details><summary>Every metric: DVC's complete diff ({rows} rows)</summary>",
+        "",
+        full,
+        "",
+        "</details>",
     ]
     return "\n".join(parts) + "\n"
 

@@ -434,9 +434,45 @@ def test_pull_request_markdown_holds_diffs_table_and_grid_links(report):
     summary = (report / "reports/summary.md").read_text()
     metrics_diff = "| Path | Metric |\n|---|---|\n| metrics/gan.json | fid |\n"
     params_diff = "| Path | Param | HEAD | workspace |\n|---|---|---|---|\n"  # DVC: no change
-    markdown = pull_request_markdown("main", metrics_diff, params_diff, summary, links)
+    headline = "| gan | `main` | workspace | change | beyond 2 SE |"
+    markdown = pull_request_markdown("main", headline, metrics_diff, params_diff, summary, links)
     assert "workspace vs `main`" in markdown and "| metrics/gan.json | fid |" in markdown
     assert "No param changed." in markdown and "| **real** |" in markdown
+    assert markdown.index(headline) < markdown.index("## Params")  # the headline leads
+    folded = markdown[markdown.index("<details>") : markdown.index("</details>")]
+    assert "DVC's complete diff (1 rows)" in folded and "| metrics/gan.json | fid |" in folded
+
+
+def test_the_headline_judges_a_change_against_its_own_standard_error():
+    from aigc.review import headline_markdown
+
+    def pair(old, new):
+        return {"old": old, "new": new, "diff": None if old is None else new - old}
+
+    diff = {
+        "metrics/dcgan.json": {
+            "fid": pair(30.0, 20.0),
+            "fid_se": pair(0.3, 0.3),  # 10 >> 2 x 0.42: better
+            "recall": pair(0.50, 0.51),
+            "reference_samples": pair(10000, 10000),  # se 0.007
+            "precision": pair(0.60, 0.50),
+            "manifold_samples": pair(10000, 10000),  # worse
+            "class_kl": pair(0.02, 0.03),  # no error estimate: no verdict
+            "class_share_00_a": pair(0.1, 0.2),  # not a headline metric
+        },
+        "metrics/vae.json": {"fid": pair(50.0, 50.0), "fid_se": pair(0.5, 0.5)},
+        "metrics/gan.json": {"fid": pair(None, 60.0), "fid_se": pair(None, 0.5)},
+    }
+    markdown = headline_markdown(diff, ["real", "dcgan", "vae", "gan"], "main")
+    dcgan = markdown[markdown.index("| dcgan |") : markdown.index("- vae:")]
+    lines = {line.split(" | ")[0]: line for line in dcgan.splitlines()}
+    assert lines["| FID ↓"] == "| FID ↓ | 30.00 ± 0.30 | 20.00 ± 0.30 | -10.00 | **better** |"
+    assert lines["| Recall ↑"].endswith("| +0.010 | within noise |")
+    assert lines["| Precision ↑"].endswith("| -0.100 | **worse** |")
+    assert lines["| Class KL ↓"].endswith("| +0.010 |  |")
+    assert "class_share" not in markdown and "real" not in markdown
+    assert "- vae: no headline metric changed." in markdown
+    assert "| gan | `main` |" in markdown and "| – | 60.00 ± 0.50 | – | new |" in markdown
 
 
 def test_pr_report_diffs_metrics_and_params_against_a_revision(report):
@@ -463,6 +499,7 @@ def test_pr_report_diffs_metrics_and_params_against_a_revision(report):
     comment = (report / "comment.md").read_text()
     assert comment == result.stdout
     assert re.search(r"\| metrics/gan.json\s*\| fid\s*\| 80\.0\s*\| 70\.0", comment), comment
+    assert re.search(r"\| FID ↓ \| 80\.00 (± \S+ )?\| 70\.00", comment), comment
     assert re.search(r"\| params.yaml\s*\| seed\s*\| -\s*\| 1", comment), comment
     assert "| **real** |" in comment and "[gan](reports/samples/gan/grid.png)" in comment
 

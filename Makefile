@@ -50,6 +50,9 @@ sweep: setup
 	dvc repro evaluate-real
 	$(BIN)/python -m stages.sweep --jobs $(JOBS) $(SWEEP)
 
+compare: setup
+	$(BIN)/python -m stages.compare
+
 setup: $(INSTALLED) system-packages
 
 $(INSTALLED): pyproject.toml

@@ -128,12 +128,21 @@ def dvc_exp_show_json() -> list:
     return json.loads(dvc("exp", "show", "--json") or "[]")
 
 
-def collect(shown: list, params: Iterable[str], metrics: Iterable[str]) -> list[ExperimentRow]:
+def collect(
+    shown: list,
+    params: Iterable[str] | None,
+    metrics: Iterable[str] | None,
+    baselines: bool = False,
+) -> list[ExperimentRow]:
     """The experiments in parsed `dvc exp show --json` output, with the chosen params (dotted
-    keys of params.yaml) and metrics ("FILE:dotted.key") of each."""
-    params, metrics = list(params), list(metrics)
+    keys of params.yaml) and metrics ("FILE:dotted.key") of each; None chooses every one.
+    With `baselines`, each commit's own row comes before its experiments."""
+    params = None if params is None else list(params)
+    metrics = None if metrics is None else list(metrics)
     rows = []
     for commit in shown:
+        if baselines and commit.get("rev") != "workspace":
+            rows.append(_row(commit, params, metrics, None))
         for experiment in commit.get("experiments") or []:
             state = (experiment.get("executor") or {}).get("state")
             for revision in experiment.get("revs") or []:
@@ -141,7 +150,7 @@ def collect(shown: list, params: Iterable[str], metrics: Iterable[str]) -> list[
     return rows
 
 
-def _row(revision: Mapping, params: list[str], metrics: list[str], state) -> ExperimentRow:
+def _row(revision: Mapping, params, metrics, state) -> ExperimentRow:
     """One ExpState of `dvc exp show --json` (dvc/repo/experiments/serialize.py)."""
     data = revision.get("data") or {}
     name = revision.get("name") or revision.get("rev", "")[:7]
@@ -155,10 +164,14 @@ def _row(revision: Mapping, params: list[str], metrics: list[str], state) -> Exp
     elif state in ("queued", "running"):
         row.error = f"not finished: {state}"
     param_values = flatten((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
-    row.params = {key: param_values.get(key) for key in params}
+    row.params = {
+        key: param_values.get(key) for key in (param_values if params is None else params)
+    }
     files = {} if row.error else data.get("metrics") or {}  # a failed run's are its baseline's
-    for wanted in metrics:
-        path, key = wanted.split(":", 1)
-        values = flatten((files.get(path) or {}).get("data", {}))
-        row.metrics[wanted] = values.get(key)
+    found = {
+        f"{path}:{key}": value
+        for path, content in files.items()
+        for key, value in flatten((content or {}).get("data", {})).items()
+    }
+    row.metrics = found if metrics is None else {key: found.get(key) for key in metrics}
     return row

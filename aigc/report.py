@@ -400,7 +400,7 @@ def read_curves(log_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
     return curves
 
 
-def _figure_png(figure) -> bytes:
+def figure_png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -428,7 +428,7 @@ def curves_png(curves: dict[str, tuple[list[float], list[float]]]) -> bytes:
     for axis in list(axes.flat)[len(curves) :]:
         axis.axis("off")
     figure.tight_layout()
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 def class_shares(metrics: dict) -> dict[str, float]:
@@ -461,7 +461,7 @@ def histogram_png(rows: list[Row]) -> bytes | None:
     axis.legend(fontsize=8, ncols=min(6, len(shares)))
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 # ---------------------------------------------------------------- the page

@@ -18,7 +18,7 @@ import html
 import json
 from pathlib import Path
 
-from aigc.report import data_uri, format_value
+from aigc.report import data_uri, figure_png, format_value
 
 SHARES = ("label_flip", "broken", "duplicates")
 QUALITY = [("fid", "FID ↓", "{:.1f}"), ("recall", "Recall ↑", "{:.3f}"),
@@ -175,8 +175,6 @@ def curves_png(rows: list[dict], grid: str) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from aigc.report import _figure_png
-
     figure, axes = plt.subplots(1, len(QUALITY), figsize=(4.2 * len(QUALITY), 3.2))
     for family in families_of(points):
         for cleaner, style in ((True, "-"), (False, "--")):
@@ -194,7 +192,7 @@ def curves_png(rows: list[dict], grid: str) -> bytes | None:
                 axis.set_xlabel("train_fraction" if grid == "quantity" else "corruption level")
     axes[0].legend(fontsize=7)
     figure.tight_layout()
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 def _line(points: list[dict], grid: str, cleaner: bool) -> list[tuple[float, dict]]:
@@ -219,15 +217,14 @@ img { max-width: 100%; }
 """
 
 
-def experiments_html(rows: list[dict]) -> str:
-    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>aigc data experiments</title>", f"<style>{CSS}</style></head><body>",
-             "<h1>Data experiments</h1>", f"<p>{html.escape(INTRO)}</p>"]  # fmt: skip
+def _grids_html(rows: list[dict], level: int) -> list[str]:
+    """Each grid's curves and table, then the failed points, under <hLEVEL> headings."""
+    parts = []
     for grid in ("quantity", "quality"):
         chosen = grid_rows(rows, grid)
         if not chosen:
             continue
-        parts.append(f"<h2>{html.escape(TITLES[grid])}</h2>")
+        parts.append(f"<h{level}>{html.escape(TITLES[grid])}</h{level}>")
         png = curves_png(rows, grid)
         if png:
             alt = html.escape(f"FID, recall and coverage against the {grid} knob")
@@ -240,9 +237,52 @@ def experiments_html(rows: list[dict]) -> str:
         parts.append("</tbody></table>")
     failed = [row for row in rows if row.get("error")]
     if failed:
-        parts.append("<h2>Failed or unfinished</h2><ul>")
+        parts.append(f"<h{level}>Failed or unfinished</h{level}><ul>")
         parts += [f"<li>{html.escape(row['experiment'])}: {html.escape(row['error'])}</li>"
                   for row in failed]  # fmt: skip
         parts.append("</ul>")
+    return parts
+
+
+def experiments_html(rows: list[dict]) -> str:
+    """reports/experiments.html: the whole sweep on one self-contained page."""
+    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>aigc data experiments</title>", f"<style>{CSS}</style></head><body>",
+             "<h1>Data experiments</h1>", f"<p>{html.escape(INTRO)}</p>"]  # fmt: skip
+    parts += _grids_html(rows, 2)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def training_data_line(metrics: dict | None) -> str:
+    """One sentence on the training set of this run (metrics/training_data.json)."""
+    if not metrics:
+        return "metrics/training_data.json is missing (run the degrade stage)."
+    injected = {kind: n for kind, n in (metrics.get("injected") or {}).items() if n}
+    text = (f"The models trained on {metrics.get('images')} images: split.train_fraction "
+            f"{metrics.get('train_fraction')} of {metrics.get('split_images')}")  # fmt: skip
+    if not injected:
+        return text + ", uncorrupted."
+    shown = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in injected.items())
+    cleaner = "on" if metrics.get("cleaner") else "off"
+    caught = format_value(metrics.get("caught_share"), "{:.0%}")
+    return text + f", corrupted on purpose ({shown}); cleaner {cleaner}, {caught} of it caught."
+
+
+def section_html(rows: list[dict], training_data: dict | None) -> str:
+    """The main report's data section: this run's training set, then the sweep when it ran."""
+    parts = ["<h2>Training data and data experiments</h2>",
+             f"<p>{html.escape(training_data_line(training_data))}</p>"]  # fmt: skip
+    if rows:
+        parts += [f"<p>{html.escape(INTRO)} The sweep: reports/experiments.html.</p>"]
+        parts += _grids_html(rows, 3)
+    return "\n".join(parts)
+
+
+def section_markdown(rows: list[dict], training_data: dict | None) -> str:
+    parts = ["### Training data and data experiments", "", training_data_line(training_data)]
+    for grid in ("quantity", "quality"):
+        chosen = grid_rows(rows, grid)
+        if chosen:
+            parts += ["", f"#### {TITLES[grid]}", "", markdown(*table(chosen, grid))]
+    return "\n".join(parts)

@@ -8,14 +8,17 @@ sampling.json, the sampling speed), for the models listed in params.yaml `models
 missing files gets a visible note. The main table opens with a verdict per model against the
 real floor (aigc.report.VerdictRule). The privacy section follows: every row's
 membership-inference audit and DP budget, and, when `--privacy` (metrics/privacy_sweep.json, from
-`make privacy-sweep`) exists, the privacy-utility table (aigc/privacy_report.py).
+`make privacy-sweep`) exists, the privacy-utility table (aigc/privacy_report.py). Then the
+training data of this run (metrics/training_data.json, from the degrade stage) and, when
+`--sweep` (metrics/sweep.json, from `make sweep`) exists, the data experiments' curves and tables
+(aigc/sweep_report.py).
 
 Writes `--out` (HTML; images and charts inlined, nothing fetched) and `--summary` (markdown, for
 a pull-request comment).
 
     python -m stages.report --metrics metrics --samples reports/samples \
         --real-grids reports/real_grids --logs logs --privacy metrics/privacy_sweep.json \
-        --out reports/index.html --summary reports/summary.md
+        --sweep metrics/sweep.json --out reports/index.html --summary reports/summary.md
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from aigc.errors import exit_on_error
 from aigc.files import write_text
 from aigc.privacy_report import privacy_html, privacy_markdown, read_sweep
 from aigc.report import build_html, load_rows, markdown_summary, model_names, read_json
+from aigc.sweep_report import read_rows, section_html, section_markdown
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-grids", help="folder of per-model grids of real images")
     parser.add_argument("--logs", required=True, help="folder of per-model dvclive logs")
     parser.add_argument("--privacy", help="privacy-utility rows of make privacy-sweep (JSON)")
+    parser.add_argument("--sweep", help="data-experiment rows of make sweep (JSON)")
     parser.add_argument("--out", required=True, help="HTML page to write")
     parser.add_argument("--summary", required=True, help="markdown table to write")
     parser.add_argument("--params", default="params.yaml")
@@ -49,11 +54,15 @@ def main(argv: list[str] | None = None) -> None:
     evaluator = read_json(metrics_dir / "evaluator.json")
     real_grids = Path(args.real_grids) if args.real_grids else None
     sweep = read_sweep(Path(args.privacy)) if args.privacy else []
+    data_sweep = read_rows(args.sweep) if args.sweep else []
+    training_data = read_json(metrics_dir / "training_data.json")
     page = build_html(
         rows, data_summary, evaluator, Path(args.samples), Path(args.logs), real_grids,
-        sections=[privacy_html(sweep, rows)],
+        sections=[privacy_html(sweep, rows), section_html(data_sweep, training_data)],
     )  # fmt: skip
-    summary = markdown_summary(rows, evaluator, sections=[privacy_markdown(sweep, rows)])
+    summary = markdown_summary(rows, evaluator, sections=[
+        privacy_markdown(sweep, rows), section_markdown(data_sweep, training_data)
+    ])  # fmt: skip
     with exit_on_error():  # an output not writable
         write_text(args.out, page)
         write_text(args.summary, summary)

@@ -61,3 +61,29 @@ ERROR: failed to reproduce 'degrade': failed to run: python -m stages.degrade, e
     crash = "Running stage 'train@vae':\nTraceback ...\nERROR: failed to reproduce 'train@vae'\n"
     assert failure_reason(crash) == "failed to reproduce 'train@vae'"
     assert failure_reason("Running stage 'x':\n") is None
+
+
+def test_compare_shows_the_params_and_headline_metrics_that_differ_and_nothing_else():
+    from aigc.experiments import ExperimentRow
+    from stages.compare import aligned, table
+
+    def metrics(vae_fid, share, seconds):
+        return {
+            "metrics/vae.json:fid": vae_fid,
+            "metrics/vae.json:class_share_00_a": share,
+            "metrics/gan.json:fid": 70.0,
+            "logs/vae/metrics.json:train_seconds": seconds,
+        }
+
+    rows = [
+        ExperimentRow("main", "r0", {"seed": 0, "steps": 600}, metrics(50.0, 0.1, 3.0)),
+        ExperimentRow("quick-fox", "r1", {"seed": 0, "steps": 900}, metrics(40.0, 0.2, 2.0)),
+        ExperimentRow("bad-cat", "r2", {"seed": 0, "steps": -1}, {}, error="failed: steps < 0"),
+    ]
+    header, body = table(rows, ["fid", "recall"])
+    assert header == ["experiment", "state", "steps", "vae fid"]  # gan's fid and seed: equal
+    assert body == [["main", "success", "600", "50"], ["quick-fox", "success", "900", "40"],
+                    ["bad-cat", "failed: steps < 0", "-1", "–"]]  # fmt: skip
+    text = aligned(header, body).splitlines()
+    assert len(text) == 5 and text[0].split("  ")[0] == "experiment" and set(text[1]) == {"-", " "}
+    assert text[4].startswith("bad-cat     failed: steps < 0  -1")

@@ -36,9 +36,10 @@ INTRO = (
 )
 
 
-def params_keys(profile: dict) -> list[str]:
+def params_keys(profile: dict, gans: list[str]) -> list[str]:
+    """The params a sweep row is told apart by: its knobs and the profile's."""
     return ["split.train_fraction", *(f"degrade.{share}" for share in SHARES), "degrade.clean",
-            *profile]  # fmt: skip
+            "augment.copies", *(f"train.{gan}.diff_augment" for gan in gans), *profile]  # fmt: skip
 
 
 def metrics_keys(families: list[str]) -> list[str]:
@@ -47,8 +48,12 @@ def metrics_keys(families: list[str]) -> list[str]:
     return keys + [f"metrics/training_data.json:{key}" for key in DATA_METRICS]
 
 
-def sweep_rows(experiments: list, families: list[str], profile: dict) -> list[dict]:
-    """One row per distinct sweep point, from the newest experiment that carries `profile`."""
+def sweep_rows(
+    experiments: list, families: list[str], profile: dict, base_copies: int, gans: list[str]
+) -> list[dict]:
+    """One row per distinct sweep point, from the newest experiment that carries `profile`.
+    `base_copies` is params.yaml's augment.copies: a point with other copies, or DiffAugment
+    in one of the `gans`, is an augmentation point."""
     rows, seen = [], set()
     for experiment in experiments:
         values = experiment.params
@@ -58,17 +63,22 @@ def sweep_rows(experiments: list, families: list[str], profile: dict) -> list[di
         shares = {share: values.get(f"degrade.{share}") or 0 for share in SHARES}
         cleaner = bool(values.get("degrade.clean", True))
         corrupted = any(shares.values())
-        point = (fraction, *shares.values(), cleaner if corrupted else None)
+        copies = values.get("augment.copies")
+        diff_augment = any(values.get(f"train.{gan}.diff_augment") for gan in gans)
+        point = (fraction, *shares.values(), cleaner if corrupted else None, copies, diff_augment)
         if point in seen:
             continue
         seen.add(point)
+        augmented = copies != base_copies or diff_augment
         found = experiment.metrics
         rows.append({
             "experiment": experiment.name,
-            "grids": _grids(fraction, corrupted),
+            "grids": _grids(fraction, corrupted, augmented),
             "train_fraction": fraction,
             **shares,
             "cleaner": cleaner if corrupted else None,
+            "copies": copies,
+            "diff_augment": diff_augment,
             **{key: found.get(f"metrics/training_data.json:{key}") for key in DATA_METRICS},
             "families": {
                 family: {key: found.get(f"metrics/{family}.json:{key}") for key in FAMILY_METRICS}
@@ -80,15 +90,23 @@ def sweep_rows(experiments: list, families: list[str], profile: dict) -> list[di
     return sorted(rows, key=_order)
 
 
-def _grids(fraction, corrupted: bool) -> list[str]:
-    """The grids a point belongs to; a corrupted share of the data is in neither curve."""
-    if not corrupted:
-        return ["quantity", "quality"] if fraction == 1 else ["quantity"]
-    return ["quality"] if fraction == 1 else []
+def _grids(fraction, corrupted: bool, augmented: bool) -> list[str]:
+    """The grids a point belongs to: the uncorrupted, default-augmented full-data point is
+    in all three (each curve's reference); a point that moves two knobs is in none."""
+    grids = []
+    if not corrupted and not augmented:
+        grids.append("quantity")
+    if fraction == 1 and not augmented:
+        grids.append("quality")
+    if fraction == 1 and not corrupted:
+        grids.append("augmentation")
+    return grids
 
 
 def _order(row: dict) -> tuple:
-    return (row["train_fraction"] or 0, *(row[share] for share in SHARES), row["cleaner"] is False)
+    shares = (row[share] for share in SHARES)
+    return (row["train_fraction"] or 0, *shares, row["cleaner"] is False,
+            row.get("copies") or 0, bool(row.get("diff_augment")))  # fmt: skip
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -105,12 +123,16 @@ def families_of(rows: list[dict]) -> list[str]:
 
 
 def grid_rows(rows: list[dict], grid: str) -> list[dict]:
-    return [row for row in rows if grid in row.get("grids", [])]
+    """The rows of `grid`; none when it holds only the shared reference point (not swept)."""
+    chosen = [row for row in rows if grid in row.get("grids", [])]
+    return chosen if len(chosen) > 1 else []
 
 
 def _point(row: dict, grid: str) -> str:
     if grid == "quantity":
         return format_value(row["train_fraction"], "{:g}")
+    if grid == "augmentation":
+        return f"copies {row.get('copies')}" + (", DiffAugment" if row.get("diff_augment") else "")
     parts = [f"{share} {row[share]:g}" for share in SHARES if row[share]]
     cleaner = {True: "cleaner on", False: "cleaner off", None: ""}[row["cleaner"]]
     return ", ".join(parts + [cleaner]) if parts else "none"
@@ -119,7 +141,7 @@ def _point(row: dict, grid: str) -> str:
 def table(rows: list[dict], grid: str) -> tuple[list[str], list[list[str]]]:
     """Header and cells of one grid's table."""
     families = families_of(rows)
-    header = ["train_fraction" if grid == "quantity" else "corruption", "images"]
+    header = [{"quantity": "train_fraction", "quality": "corruption"}.get(grid, grid), "images"]
     if grid == "quality":
         header += ["rejected", "injected caught"]
     header += [f"{family} {name}" for family in families for _, name, _ in (*QUALITY, COPIES)]
@@ -146,15 +168,18 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+GRIDS = ("quantity", "quality", "augmentation")
+KNOBS = {"quantity": "train_fraction", "quality": "corruption level", "augmentation": "copies"}
 TITLES = {
     "quantity": "Data quantity: a stratified share of the training split",
     "quality": "Data quality: label flips, broken files and duplicates, cleaner on and off",
+    "augmentation": "Augmentation: augmented copies per image, DiffAugment in the discriminator",
 }
 
 
 def experiments_markdown(rows: list[dict]) -> str:
     parts = ["# Data experiments", "", INTRO]
-    for grid in ("quantity", "quality"):
+    for grid in GRIDS:
         chosen = grid_rows(rows, grid)
         if chosen:
             parts += ["", f"## {TITLES[grid]}", "", markdown(*table(chosen, grid))]
@@ -177,34 +202,39 @@ def curves_png(rows: list[dict], grid: str) -> bytes | None:
 
     figure, axes = plt.subplots(1, len(QUALITY), figsize=(4.2 * len(QUALITY), 3.2))
     for family in families_of(points):
-        for cleaner, style in ((True, "-"), (False, "--")):
-            if grid == "quantity" and cleaner is False:
+        for variant, style in ((True, "-"), (False, "--")):
+            line = _line(points, grid, variant)
+            if grid == "quantity" and not variant:
                 continue
-            setting = "" if grid == "quantity" else f", cleaner {'on' if cleaner else 'off'}"
+            setting = {"quantity": "", "quality": ", cleaner " + ("on" if variant else "off"),
+                       "augmentation": "" if variant else ", DiffAugment"}[grid]  # fmt: skip
             for axis, (key, name, _) in zip(axes, QUALITY, strict=True):
-                line = [(x, row["families"].get(family, {}).get(key))
-                        for x, row in _line(points, grid, cleaner)]  # fmt: skip
-                line = [(x, y) for x, y in line if y is not None]
-                if line:
-                    xs, ys = zip(*line, strict=True)
+                values = [(x, row["families"].get(family, {}).get(key)) for x, row in line]
+                values = [(x, y) for x, y in values if y is not None]
+                if len(values) > 1 or (values and grid == "quality"):
+                    xs, ys = zip(*values, strict=True)
                     axis.plot(xs, ys, style, marker="o", label=family + setting)
                 axis.set_title(name)
-                axis.set_xlabel("train_fraction" if grid == "quantity" else "corruption level")
+                axis.set_xlabel(KNOBS[grid])
     axes[0].legend(fontsize=7)
     figure.tight_layout()
     return figure_png(figure)
 
 
-def _line(points: list[dict], grid: str, cleaner: bool) -> list[tuple[float, dict]]:
-    """(x, row) of one curve: the fraction, or the level of points whose shares are all equal
-    (the combined corruption levels, level 0 the uncorrupted point)."""
+def _line(points: list[dict], grid: str, variant: bool) -> list[tuple[float, dict]]:
+    """(x, row) of one curve. quantity: the fraction. quality (`variant` = cleaner on): the
+    level of points whose shares are all equal, level 0 the uncorrupted point. augmentation
+    (`variant` = without DiffAugment): the copies."""
     if grid == "quantity":
-        return sorted(((row["train_fraction"], row) for row in points), key=lambda p: p[0])
-    line = []
-    for row in points:
-        shares = {row[share] for share in SHARES}
-        if len(shares) == 1 and (row["cleaner"] in (cleaner, None)):
-            line.append((shares.pop(), row))
+        line = [(row["train_fraction"], row) for row in points]
+    elif grid == "augmentation":
+        line = [(row["copies"], row) for row in points if bool(row["diff_augment"]) != variant]
+    else:
+        line = []
+        for row in points:
+            shares = {row[share] for share in SHARES}
+            if len(shares) == 1 and row["cleaner"] in (variant, None):
+                line.append((shares.pop(), row))
     return sorted(line, key=lambda point: point[0])
 
 
@@ -220,7 +250,7 @@ img { max-width: 100%; }
 def _grids_html(rows: list[dict], level: int) -> list[str]:
     """Each grid's curves and table, then the failed points, under <hLEVEL> headings."""
     parts = []
-    for grid in ("quantity", "quality"):
+    for grid in GRIDS:
         chosen = grid_rows(rows, grid)
         if not chosen:
             continue
@@ -281,7 +311,7 @@ def section_html(rows: list[dict], training_data: dict | None) -> str:
 
 def section_markdown(rows: list[dict], training_data: dict | None) -> str:
     parts = ["### Training data and data experiments", "", training_data_line(training_data)]
-    for grid in ("quantity", "quality"):
+    for grid in GRIDS:
         chosen = grid_rows(rows, grid)
         if chosen:
             parts += ["", f"#### {TITLES[grid]}", "", markdown(*table(chosen, grid))]

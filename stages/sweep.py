@@ -10,9 +10,13 @@ stages and everything upstream of them):
   broken files and duplicates, each at that share), with the cleaner on and off
   (`-S degrade.clean=true,false`); and, at `--kind-level`, each kind alone (label flips with
   the cleaner on only: it cannot see them), so that each kind's cost can be read apart;
+- on request (`--grids augmentation`), the augmentation grid: `augment.copies` over
+  `--copies`, and for the GAN families DiffAugment (translation and cutout, Zhao et al. 2020)
+  in the discriminator at copies 0 and 1;
 
 each with `profile`'s overrides: a short budget and fewer samples, the same at every point, so
-the default grid (15 experiments) runs in about an hour with two workers on a 2-core CPU. It
+the default grid (15 experiments) runs in about an hour with two one-thread workers on a
+2-core CPU. It
 runs the queue with `--jobs` workers, collects every experiment of the commit from
 `dvc exp show --json` (aigc/experiments.py) into `--out` (metrics/sweep.json), and writes
 reports/experiments.md and reports/experiments.html (aigc/sweep_report.py). A point that fails
@@ -39,6 +43,7 @@ from aigc.experiments import (
 )
 from aigc.files import write_json, write_text
 from aigc.models import MODELS
+from aigc.params import read_params
 from aigc.sweep_report import (
     SHARES,
     experiments_html,
@@ -52,8 +57,10 @@ FAMILIES = ["dcgan", "vae"]
 FRACTIONS = [0.01, 0.05, 0.25, 1.0]  # log-spaced: 540 to 54,000 Fashion-MNIST images
 LEVELS = [0.1, 0.2, 0.4]  # each share at this level, together
 KIND_LEVEL = 0.2  # each kind alone at this share (0 = skip)
-# The sweep's budget, the same at every point (about a tenth of the default run's steps).
-STEPS, SAMPLES = 600, 2000
+COPIES = [0, 1, 3]  # augmented copies per image (augmentation grid)
+DIFF_AUGMENT = "[translation,cutout]"  # Zhao et al. 2020's choice for small data
+# The sweep's budget, the same at every point (a quarter to a third of the default run's steps).
+STEPS, SAMPLES = 1500, 2000
 
 
 def profile(families: list[str], steps: int, samples: int) -> dict:
@@ -72,7 +79,12 @@ def quality_points(levels: list[float], kind_level: float) -> list[tuple[dict, l
     return points
 
 
-def queue(args, fixed: dict) -> None:
+def gan_families(params: dict, families: list[str]) -> list[str]:
+    """The families whose discriminator takes DiffAugment (a `diff_augment` key)."""
+    return [family for family in families if "diff_augment" in params["train"].get(family, {})]
+
+
+def queue(args, fixed: dict, gans: list[str]) -> None:
     targets = [f"evaluate@{family}" for family in args.families]
     if "quantity" in args.grids:
         grid = {"split.train_fraction": [_number(fraction) for fraction in args.fractions]}
@@ -81,6 +93,12 @@ def queue(args, fixed: dict) -> None:
         for shares, cleaner in quality_points(args.levels, args.kind_level):
             overrides = fixed | {"split.train_fraction": 1.0} | _shares(shares)
             print(queue_grid(targets, {"degrade.clean": cleaner}, overrides), end="")
+    if "augmentation" in args.grids:
+        base = fixed | {"split.train_fraction": 1.0} | _shares({})
+        for setting in ("[]", DIFF_AUGMENT) if gans else ("[]",):
+            copies = args.copies if setting == "[]" else [c for c in args.copies if c <= 1]
+            augment = {f"train.{gan}.diff_augment": setting for gan in gans}
+            print(queue_grid(targets, {"augment.copies": copies}, base | augment), end="")
 
 
 def _shares(chosen: dict) -> dict:
@@ -96,13 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=FAMILIES, choices=sorted(MODELS))
     parser.add_argument("--grids", nargs="+", default=["quantity", "quality"],
-                        choices=["quantity", "quality"])  # fmt: skip
+                        choices=["quantity", "quality", "augmentation"])  # fmt: skip
     parser.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS,
                         help="split.train_fraction values of the quantity grid")  # fmt: skip
     parser.add_argument("--levels", nargs="+", type=float, default=LEVELS,
                         help="shares of every corruption kind at once (quality grid)")  # fmt: skip
     parser.add_argument("--kind-level", type=float, default=KIND_LEVEL,
                         help="share of each corruption kind alone (0 = skip)")  # fmt: skip
+    parser.add_argument("--copies", nargs="+", type=int, default=COPIES,
+                        help="augment.copies values of the augmentation grid")  # fmt: skip
     parser.add_argument("--steps", type=int, default=STEPS, help="training steps per point")
     parser.add_argument("--samples", type=int, default=SAMPLES, help="samples per point")
     parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
@@ -110,17 +130,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="metrics/sweep.json")
     parser.add_argument("--markdown", default="reports/experiments.md")
     parser.add_argument("--html", default="reports/experiments.html")
+    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    with exit_on_error():
+        params = read_params(args.params)
+    gans = gan_families(params, args.families)
 
     fixed = profile(args.families, args.steps, args.samples)
     with exit_on_error(ExperimentError):
         if not args.collect_only:
-            queue(args, fixed)
+            queue(args, fixed, gans)
             run_queue(args.jobs)
         shown = dvc_exp_show_json()
-    experiments = collect(shown, params=params_keys(fixed), metrics=metrics_keys(args.families))
+    keys = params_keys(fixed, gans)
+    experiments = collect(shown, params=keys, metrics=metrics_keys(args.families))
     explain_failures(experiments)
-    rows = sweep_rows(experiments, args.families, fixed)
+    copies = params["augment"]["copies"]
+    rows = sweep_rows(experiments, args.families, fixed, copies, gans)
     text = experiments_markdown(rows)
     with exit_on_error():
         write_json(args.out, rows)

@@ -15,9 +15,8 @@ stages and everything upstream of them):
   in the discriminator at copies 0 and 1;
 
 each with `profile`'s overrides: a short budget and fewer samples, the same at every point, so
-the default grid (15 experiments) runs in about an hour with two one-thread workers on a
-2-core CPU. It
-runs the queue with `--jobs` workers, collects every experiment of the commit from
+the default grid (15 experiments) runs in about an hour with two one-thread workers on a 2-core
+CPU. It runs the queue with `--jobs` workers, collects every experiment of the commit from
 `dvc exp show --json` (aigc/experiments.py) into `--out` (metrics/sweep.json), and writes
 reports/experiments.md and reports/experiments.html (aigc/sweep_report.py). A point that fails
 (a bad value, a NaN loss) is a row with its error; the rest of the sweep runs on.

@@ -177,12 +177,17 @@ TITLES = {
 }
 
 
-def experiments_markdown(rows: list[dict]) -> str:
+def experiments_markdown(rows: list[dict], figures: dict[str, str] | None = None) -> str:
+    """reports/experiments.md; `figures` maps a grid to the path of its curves' PNG, relative
+    to the markdown file, shown above its table."""
     parts = ["# Data experiments", "", INTRO]
     for grid in GRIDS:
         chosen = grid_rows(rows, grid)
         if chosen:
-            parts += ["", f"## {TITLES[grid]}", "", markdown(*table(chosen, grid))]
+            parts += ["", f"## {TITLES[grid]}", ""]
+            if figures and grid in figures:
+                parts += [f"![FID, recall and coverage against {KNOBS[grid]}]({figures[grid]})", ""]
+            parts.append(markdown(*table(chosen, grid)))
     failed = [row for row in rows if row.get("error")]
     if failed:
         parts += ["", "## Failed or unfinished", ""]
@@ -209,13 +214,21 @@ def curves_png(rows: list[dict], grid: str) -> bytes | None:
             setting = {"quantity": "", "quality": ", cleaner " + ("on" if variant else "off"),
                        "augmentation": "" if variant else ", DiffAugment"}[grid]  # fmt: skip
             for axis, (key, name, _) in zip(axes, QUALITY, strict=True):
-                values = [(x, row["families"].get(family, {}).get(key)) for x, row in line]
-                values = [(x, y) for x, y in values if y is not None]
-                if len(values) > 1 or (values and grid == "quality"):
-                    xs, ys = zip(*values, strict=True)
-                    axis.plot(xs, ys, style, marker="o", label=family + setting)
+                found = [(x, row["families"].get(family, {})) for x, row in line]
+                found = [(x, values) for x, values in found if values.get(key) is not None]
+                if len(found) > 1 or (found and grid == "quality"):
+                    xs = [x for x, _ in found]
+                    ys = [values[key] for _, values in found]
+                    errors = [values.get(f"{key}_se") or 0 for _, values in found]  # FID's SE
+                    axis.errorbar(xs, ys, yerr=errors, fmt=style, marker="o", capsize=2,
+                                  label=family + setting)  # fmt: skip
                 axis.set_title(name)
                 axis.set_xlabel(KNOBS[grid])
+                if grid == "quantity":  # fractions are log-spaced: show them as they are
+                    ticks = sorted({x for x, _ in _line(points, grid, True)})
+                    axis.set_xscale("log")
+                    axis.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
+                    axis.minorticks_off()
     axes[0].legend(fontsize=7)
     figure.tight_layout()
     return figure_png(figure)

@@ -18,9 +18,10 @@ each with `profile`'s overrides: a short budget and fewer samples, the same at e
 the default grid (15 experiments) runs in about an hour with two one-thread workers on a 2-core
 CPU. It runs the queue with `--jobs` workers, collects every experiment of the commit from
 `dvc exp show --json` (aigc/experiments.py) into `--out` (metrics/sweep.json), and writes
-reports/experiments.md and reports/experiments.html (aigc/sweep_report.py). A point that fails
-(a bad value, a NaN loss) is a row with its error; the rest of the sweep runs on.
-`--collect-only` skips the queue and re-reads what ran.
+reports/experiments.md (with each grid's curves beside it as experiments_GRID.png) and
+reports/experiments.html (aigc/sweep_report.py). A point that fails (a bad value, a NaN loss)
+is a row with its error; the rest of the sweep runs on. `--collect-only` skips the queue and
+re-reads what ran.
 
     python -m stages.sweep                                    # both grids, dcgan and vae
     python -m stages.sweep --grids quantity --families vae --fractions 0.05 0.5 1 --jobs 2
@@ -30,6 +31,7 @@ reports/experiments.md and reports/experiments.html (aigc/sweep_report.py). A po
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from aigc.errors import exit_on_error
 from aigc.experiments import (
@@ -40,13 +42,16 @@ from aigc.experiments import (
     queue_grid,
     run_queue,
 )
-from aigc.files import write_json, write_text
+from aigc.files import write_bytes, write_json, write_text
 from aigc.models import MODELS
 from aigc.params import read_params
 from aigc.sweep_report import (
+    GRIDS,
     SHARES,
+    curves_png,
     experiments_html,
     experiments_markdown,
+    grid_rows,
     metrics_keys,
     params_keys,
     sweep_rows,
@@ -146,10 +151,17 @@ def main(argv: list[str] | None = None) -> None:
     explain_failures(experiments)
     copies = params["augment"]["copies"]
     rows = sweep_rows(experiments, args.families, fixed, copies, gans)
-    text = experiments_markdown(rows)
+    markdown = Path(args.markdown)
+    figures = {}
     with exit_on_error():
         write_json(args.out, rows)
-        write_text(args.markdown, text)
+        for grid in GRIDS:  # PNGs beside the markdown, which a code host renders
+            png = curves_png(rows, grid) if grid_rows(rows, grid) else None
+            if png:
+                figures[grid] = f"{markdown.stem}_{grid}.png"
+                write_bytes(markdown.parent / figures[grid], png)
+        text = experiments_markdown(rows, figures)
+        write_text(markdown, text)
         write_text(args.html, experiments_html(rows))
     print(text)
 

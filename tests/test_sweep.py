@@ -52,6 +52,10 @@ def test_a_sweep_runs_through_dvcs_queue_and_matches_a_serial_repro(
     for row in rows:
         assert row["experiment"] in markdown and row["experiment"] in page
     assert 'id="quantity-curves" src="data:image/png;base64,' in page
+    assert (
+        "![FID, recall and coverage against train_fraction](experiments_quantity.png)" in markdown
+    )
+    assert (repository / "reports/experiments_quantity.png").read_bytes()[:4] == b"\x89PNG"
 
     # a second experiment with the half point's params, forced to recompute every stage
     run_command("dvc", "exp", "run", "--queue", "-f", "evaluate@vae",

@@ -28,10 +28,20 @@ from collections.abc import Iterator
 
 from aigc.params import ParamsError
 
-__all__ = ["exit_on_error", "one_line"]
+__all__ = ["Rejected", "exit_on_error", "one_line"]
 
 SETTING_EXIT = 2  # a bad value in params.yaml or on the command line: fix the setting
 ERROR_EXIT = 1  # anything else expected: a missing input, a corrupt checkpoint, ...
+
+
+class Rejected(Exception):
+    """An item the cleaner turns away (an image that cannot be one, a text that must not be):
+    `reason` is a short key for rejected.csv, `detail` a sentence."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from aigc.errors import Rejected
 from aigc.files import atomic_path
 
 GRID_SIZE = 64  # images in a model's sample grid (8 x 8): its first GRID_SIZE samples
@@ -72,15 +73,6 @@ def save_grid(path: str | Path, images: np.ndarray, columns: int = 8, scale: int
 # before any pixel is decoded), `ImageOps.exif_transpose`, `to_channels` (every Pillow mode to L
 # or RGB) and `fit_square` (antialiased resize, then pad or crop). Anything wrong raises
 # `Rejected(reason, detail)`.
-
-
-class Rejected(Exception):
-    """An item that cannot become an image: `reason` is a short key, `detail` a sentence."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:

@@ -61,10 +61,12 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian packages: Fashion-MNIST (the default data) and Chromium (the report's browser test).
+# Debian packages: Fashion-MNIST and fortunes (the default data) and Chromium (the report's
+# browser test).
 system-packages:
 	@missing=""; \
 	[ -e $(FASHION_MNIST) ] || missing="$$missing dataset-fashion-mnist"; \
+	[ -d /usr/share/games/fortunes ] || missing="$$missing fortunes"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; \

@@ -46,8 +46,8 @@ from aigc.images import (
     to_channels,
     upright,
 )
-from aigc.params import ParamsError, spec
-from aigc.sources import IDX_SIDE, DataParams, read_manifest
+from aigc.params import spec
+from aigc.sources import IDX_SIDE, DataParams, class_mapping, read_manifest
 
 REASONS = (
     "unsafe_path", "symlink", "hardlink", "special_file", "unreadable", "empty", "bad_label",
@@ -98,19 +98,6 @@ class _Staged:
     positions: list[int] = field(default_factory=list)  # manifest row of each staged image
     labels: list[int] = field(default_factory=list)
     hashes: list[np.ndarray] = field(default_factory=list)  # uint64 pHash chunks
-
-
-def class_mapping(source_classes: list[str], wanted: tuple[str, ...]) -> tuple[list[str], dict]:
-    """The kept class list and {source label: kept label}; names not in the source are an error."""
-    if not wanted:
-        return list(source_classes), {i: i for i in range(len(source_classes))}
-    unknown = [name for name in wanted if name not in source_classes]
-    if unknown:
-        raise ParamsError(
-            f"data.classes = {list(wanted)}: {', '.join(map(repr, unknown))} not in the source's "
-            f"classes ({', '.join(source_classes) or 'none: the source is unlabelled'})"
-        )
-    return list(wanted), {source_classes.index(name): i for i, name in enumerate(wanted)}
 
 
 def clean(raw: str | Path, out: str | Path, data: DataParams, params: CleanParams) -> CleanResult:

@@ -243,6 +243,22 @@ def write_raw(folder: str | Path, collection: Collection) -> int:
     return len(rows)
 
 
+def class_mapping(
+    source_classes: list[str], wanted: tuple[str, ...], key: str = "data.classes"
+) -> tuple[list[str], dict]:
+    """The kept class list and {source label: kept label}; names not in the source are a
+    ParamsError naming `key`. An empty `wanted` keeps every class."""
+    if not wanted:
+        return list(source_classes), {i: i for i in range(len(source_classes))}
+    unknown = [name for name in wanted if name not in source_classes]
+    if unknown:
+        raise ParamsError(
+            f"{key} = {list(wanted)}: {', '.join(map(repr, unknown))} not in the source's "
+            f"classes ({', '.join(source_classes) or 'none: the source is unlabelled'})"
+        )
+    return list(wanted), {source_classes.index(name): i for i, name in enumerate(wanted)}
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """A manifest.csv with its text columns as strings ("" for empty), never NaN."""
     manifest = pd.read_csv(path, dtype=str, keep_default_na=False)

@@ -2,6 +2,8 @@
 
 Every item ends up kept or rejected with a reason (`clean_texts`); the checks run in order:
 
+    (an error from collect: unsafe_path, symlink, special_file, unreadable, too_large)
+    bad_label      a class not in `text.classes`
     empty          zero bytes, or nothing left after normalisation
     too_large      more bytes than `max_bytes`, judged before decoding (a 50 MB single line)
     binary         NUL bytes: a binary file, whatever its name says
@@ -36,8 +38,8 @@ import numpy as np
 from aigc.errors import Rejected
 from aigc.params import spec
 
-REASONS = ("empty", "too_large", "binary", "invalid_utf8", "too_short", "too_long", "garbage",
-           "duplicate", "near_duplicate")  # fmt: skip
+REASONS = ("bad_label", "empty", "too_large", "binary", "invalid_utf8", "too_short", "too_long",
+           "garbage", "duplicate", "near_duplicate")  # fmt: skip
 
 ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
@@ -228,17 +230,26 @@ class TextCleanResult:
         }
 
 
-def clean_texts(items, classes: list[str], params: TextCleanParams) -> TextCleanResult:
-    """Clean `items` ((id, origin, label, data bytes, collect error or "")), in order."""
+def clean_texts(
+    items, classes: list[str], params: TextCleanParams, label_map: dict | None = None
+) -> TextCleanResult:
+    """Clean `items` ((id, origin, source label, data bytes, collect error or "", the codec
+    collect decoded it from or "text")), in order.
+    `label_map` ({source label: kept label}, aigc.sources.class_mapping) rejects the items of
+    classes not kept as bad_label; `classes` are the kept classes' names."""
     result = TextCleanResult()
     seen: dict[str, int] = {}  # folded text -> id of the kept item
     near = MinHash(params.shingle_size, params.near_duplicate_threshold, params.seed)
-    for item_id, origin, label, data, error in items:
+    for item_id, origin, label, data, error, codec in items:
         result.collected += 1
         try:
             if error:
                 raise Rejected(error, "could not be collected")
-            text = _checked(data, params, result)
+            if label_map is not None and label >= 0:
+                if label not in label_map:
+                    raise Rejected("bad_label", "its class is not in text.classes")
+                label = label_map[label]
+            text = _checked(data, params, result, codec)
             key = fold(text)
             if key in seen:
                 raise Rejected("duplicate", f"same text as item {seen[key]}, which is kept")
@@ -261,9 +272,10 @@ def clean_texts(items, classes: list[str], params: TextCleanParams) -> TextClean
     return result
 
 
-def _checked(data: bytes, params: TextCleanParams, result: TextCleanResult) -> str:
+def _checked(data: bytes, params: TextCleanParams, result: TextCleanResult, codec: str) -> str:
     """The decoded, normalised, scrubbed text, or Rejected by the per-item checks."""
     text, encoding = decode_text(data, params.max_bytes)
+    encoding = encoding if codec == "text" else codec  # collect decoded a UTF-16 file already
     text, removed = normalise(text)
     text, pii = scrub_pii(text)
     if not text:

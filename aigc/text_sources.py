@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from aigc.params import ParamsError, spec
 from aigc.sources import (
     Collection,
     RawItem,
@@ -40,14 +42,27 @@ _URL_SOURCE = re.compile(r"^url:(?P<url>\S+)#sha256=(?P<sha256>[0-9a-fA-F]{64})$
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 
 
+@dataclass(frozen=True)
+class TextParams:
+    """params.yaml `text`: what the text branch learns from (collect-text, clean-text)."""
+
+    source: str = spec(doc="fortunes | file:PATH | folder:PATH | archive:PATH | url:URL#sha256=HEX")
+    classes: tuple[str, ...] = spec(doc="class (category) names kept; [] keeps all")
+
+    def __post_init__(self) -> None:
+        check_text_source(self.source)
+        if len(set(self.classes)) != len(self.classes):
+            raise ParamsError(f"text.classes = {list(self.classes)} names a class twice")
+
+
 def check_text_source(source: str) -> None:
-    """Raise SourceError naming `text.source` when it has none of the allowed forms."""
+    """Raise ParamsError naming `text.source` when it has none of the allowed forms."""
     kind, _, rest = source.partition(":")
     if source == "fortunes" or (kind in ("file", "folder", "archive") and rest):
         return
     if kind == "url" and _URL_SOURCE.match(source):
         return
-    raise SourceError(
+    raise ParamsError(
         f"text.source = {source!r} is not allowed; allowed: fortunes, file:PATH, folder:PATH, "
         "archive:PATH, url:URL#sha256=HEX"
     )

@@ -15,11 +15,11 @@ import argparse
 import json
 import time
 
-from aigc.cleaning import CleanParams, class_mapping, clean
+from aigc.cleaning import CleanParams, clean
 from aigc.errors import exit_on_error
 from aigc.files import write_json
 from aigc.params import load_section
-from aigc.sources import DataParams
+from aigc.sources import DataParams, class_mapping
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,6 +59,7 @@ TINY = {
             "timesteps": 50,
         },
     },
+    "text": {"source": "file:corpus.txt", "classes": []},  # written by the project fixture
     "sample": {"num_samples": 64, "batch_size": 32, "steps": 5},
     "evaluate": {"batch_size": 64, "kid_subsets": 5, "kid_subset_size": 32},
 }
@@ -97,8 +98,24 @@ def project(tmp_path, monkeypatch):
         else:
             shutil.copy(source, tmp_path / name)
     write_params(tmp_path)
+    (tmp_path / "corpus.txt").write_text(tiny_corpus())
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def tiny_corpus(count: int = 60, seed: int = 0) -> str:
+    """`count` short %-separated texts made by a seeded template: the text branch's test data."""
+    generator = np.random.default_rng(seed)
+    subjects = ["The cat", "A wise owl", "My computer", "The river", "Every poet", "Our teacher"]
+    verbs = ["dreams of", "argues with", "forgets", "paints", "counts", "sings to"]
+    objects = ["the moon", "seven apples", "a quiet lake", "old friends", "the future", "rain"]
+    texts = [
+        f"{generator.choice(subjects)} {generator.choice(verbs)} {generator.choice(objects)}, "
+        f"and {generator.choice(subjects).lower()} {generator.choice(verbs)} "
+        f"{generator.choice(objects)} number {index}."
+        for index in range(count)
+    ]
+    return "\n%\n".join(texts) + "\n"
 
 
 def run_command(*command: str, cwd: Path) -> str:

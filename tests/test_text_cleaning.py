@@ -24,7 +24,7 @@ CLASSES = ["art", "science"]
 
 
 def run(*texts: bytes, params: TextCleanParams = PARAMS):
-    items = [(i, f"file#{i}", i % 2, data, "") for i, data in enumerate(texts)]
+    items = [(i, f"file#{i}", i % 2, data, "", "text") for i, data in enumerate(texts)]
     return clean_texts(items, CLASSES, params)
 
 

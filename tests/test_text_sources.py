@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 
+from aigc.params import ParamsError
 from aigc.sources import SourceError
 from aigc.text_sources import check_text_source, fortunes_collection, text_collection
 
@@ -94,5 +95,5 @@ def test_folders_and_archives_use_the_safe_readers_and_keep_errors_as_items(tmp_
 
 @pytest.mark.parametrize("source", ["fortune", "file:", "url:http://x", "shapes"])
 def test_a_bad_source_names_the_key_and_what_is_allowed(source):
-    with pytest.raises(SourceError, match=r"text.source = .* allowed: fortunes, file:PATH"):
+    with pytest.raises(ParamsError, match=r"text.source = .* allowed: fortunes, file:PATH"):
         check_text_source(source)

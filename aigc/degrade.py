@@ -245,6 +245,11 @@ def degrade(
         return DegradeResult(len(split_train), len(rows), injected, empty, manifest,
                              params.clean, fraction)  # fmt: skip
 
+    if params.label_flip and (not split_train.labelled or len(split_train.classes) < 2):
+        raise ParamsError(
+            f"degrade.label_flip = {params.label_flip:g} needs labels of at least two classes; "
+            f"this training set has {len(split_train.classes)} (set it to 0)"
+        )
     corruption = corrupt(images, labels, ids, len(split_train.classes), params)
     write_text(out / "injected.csv", corruption.injected.to_csv(index=False))
     data = replace(data, image_size=images.shape[-1], channels=images.shape[1], fit="pad",

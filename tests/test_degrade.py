@@ -119,3 +119,17 @@ def test_bad_shares_are_refused_naming_the_keys():
         from_dict(DegradeParams, values, "degrade")
     with pytest.raises(ParamsError, match="degrade.duplicates"):
         from_dict(DegradeParams, values | {"label_flip": 0, "duplicates": -0.1}, "degrade")
+
+
+def test_label_flips_of_an_unlabelled_set_are_refused(tmp_path, split_train, capsys):
+    unlabelled = tmp_path / "unlabelled"
+    image_set = load_image_set(split_train)
+    save_image_set(unlabelled, ImageSet(np.asarray(image_set.images),
+                                        np.full(COUNT, -1, np.int64), []))  # fmt: skip
+    (unlabelled / "manifest.csv").write_bytes((split_train / "manifest.csv").read_bytes())
+    with pytest.raises(SystemExit) as stopped:
+        run(tmp_path, unlabelled, "flipped", label_flip=0.1)
+    assert stopped.value.code == 2  # a bad setting: named on stderr, exit 2
+    assert (
+        "degrade.label_flip = 0.1 needs labels of at least two classes" in capsys.readouterr().err
+    )

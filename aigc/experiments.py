@@ -29,7 +29,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ExperimentRow", "collect", "dvc", "explain_failures", "queue_grid", "run_queue"]
+__all__ = [
+    "ExperimentRow",
+    "add_sweep_arguments",
+    "collect",
+    "dvc",
+    "explain_failures",
+    "queue_grid",
+    "run_queue",
+]
 
 POLL_SECONDS = 10.0
 
@@ -64,6 +72,14 @@ def queue_grid(
     """Queue one experiment per point of `grid` (every combination of its lists), each with
     the `profile` overrides; returns DVC's output (the queued experiments' names)."""
     return dvc("exp", "run", "--queue", *targets, *set_params(profile), *set_params(grid))
+
+
+def add_sweep_arguments(parser, steps: int, samples: int) -> None:
+    """The options every sweep stage takes: its budget per point and how it runs the queue."""
+    parser.add_argument("--steps", type=int, default=steps, help="training steps per point")
+    parser.add_argument("--samples", type=int, default=samples, help="samples per point")
+    parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
+    parser.add_argument("--collect-only", action="store_true", help="skip queueing and running")
 
 
 def run_queue(jobs: int = 1, poll: float = POLL_SECONDS, log=print) -> None:

@@ -23,6 +23,7 @@ import argparse
 from aigc.errors import exit_on_error
 from aigc.experiments import (
     ExperimentError,
+    add_sweep_arguments,
     collect,
     dvc_exp_show_json,
     explain_failures,
@@ -58,10 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--families", nargs="+", default=FAMILIES, choices=private)
     parser.add_argument("--epsilons", nargs="+", type=float, default=EPSILONS,
                         help="target epsilons (0 = without DP-SGD)")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=STEPS, help="training steps per point")
-    parser.add_argument("--samples", type=int, default=SAMPLES, help="samples per point")
-    parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
-    parser.add_argument("--collect-only", action="store_true", help="skip queueing and running")
+    add_sweep_arguments(parser, STEPS, SAMPLES)
     parser.add_argument("--out", default="metrics/privacy_sweep.json")
     parser.add_argument("--markdown", default="reports/privacy.md")
     args = parser.parse_args(argv)

@@ -36,6 +36,7 @@ from pathlib import Path
 from aigc.errors import exit_on_error
 from aigc.experiments import (
     ExperimentError,
+    add_sweep_arguments,
     collect,
     dvc_exp_show_json,
     explain_failures,
@@ -127,10 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of each corruption kind alone (0 = skip)")  # fmt: skip
     parser.add_argument("--copies", nargs="+", type=int, default=COPIES,
                         help="augment.copies values of the augmentation grid")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=STEPS, help="training steps per point")
-    parser.add_argument("--samples", type=int, default=SAMPLES, help="samples per point")
-    parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
-    parser.add_argument("--collect-only", action="store_true", help="skip queueing and running")
+    add_sweep_arguments(parser, STEPS, SAMPLES)
     parser.add_argument("--out", default="metrics/sweep.json")
     parser.add_argument("--markdown", default="reports/experiments.md")
     parser.add_argument("--html", default="reports/experiments.html")

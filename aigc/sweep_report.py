@@ -36,10 +36,15 @@ INTRO = (
 )
 
 
+SEED = "train.common.seed"
+BASE_KEYS = ("augment.copies", SEED)  # the params a point compares with params.yaml's values
+
+
 def params_keys(profile: dict, gans: list[str]) -> list[str]:
     """The params a sweep row is told apart by: its knobs and the profile's."""
     return ["split.train_fraction", *(f"degrade.{share}" for share in SHARES), "degrade.clean",
-            "augment.copies", *(f"train.{gan}.diff_augment" for gan in gans), *profile]  # fmt: skip
+            "augment.copies", *(f"train.{gan}.diff_augment" for gan in gans), SEED,
+            *profile]  # fmt: skip
 
 
 def metrics_keys(families: list[str]) -> list[str]:
@@ -49,11 +54,12 @@ def metrics_keys(families: list[str]) -> list[str]:
 
 
 def sweep_rows(
-    experiments: list, families: list[str], profile: dict, base_copies: int, gans: list[str]
+    experiments: list, families: list[str], profile: dict, base: dict, gans: list[str]
 ) -> list[dict]:
     """One row per distinct sweep point, from the newest experiment that carries `profile`.
-    `base_copies` is params.yaml's augment.copies: a point with other copies, or DiffAugment
-    in one of the `gans`, is an augmentation point."""
+    `base` holds params.yaml's values of BASE_KEYS: a point with other augment.copies, or
+    DiffAugment in one of the `gans`, is an augmentation point; one with another training
+    seed measures the seed-to-seed spread of the reference point."""
     rows, seen = [], set()
     for experiment in experiments:
         values = experiment.params
@@ -65,19 +71,23 @@ def sweep_rows(
         corrupted = any(shares.values())
         copies = values.get("augment.copies")
         diff_augment = any(values.get(f"train.{gan}.diff_augment") for gan in gans)
-        point = (fraction, *shares.values(), cleaner if corrupted else None, copies, diff_augment)
+        seed = values.get(SEED)
+        point = (fraction, *shares.values(), cleaner if corrupted else None, copies, diff_augment,
+                 seed)  # fmt: skip
         if point in seen:
             continue
         seen.add(point)
-        augmented = copies != base_copies or diff_augment
+        augmented = copies != base["augment.copies"] or diff_augment
+        reseeded = seed != base[SEED]
         found = experiment.metrics
         rows.append({
             "experiment": experiment.name,
-            "grids": _grids(fraction, corrupted, augmented),
+            "grids": _grids(fraction, corrupted, augmented, reseeded),
             "train_fraction": fraction,
             **shares,
             "cleaner": cleaner if corrupted else None,
             "copies": copies,
+            "seed": seed,
             "diff_augment": diff_augment,
             **{key: found.get(f"metrics/training_data.json:{key}") for key in DATA_METRICS},
             "families": {
@@ -90,9 +100,13 @@ def sweep_rows(
     return sorted(rows, key=_order)
 
 
-def _grids(fraction, corrupted: bool, augmented: bool) -> list[str]:
-    """The grids a point belongs to: the uncorrupted, default-augmented full-data point is
-    in all three (each curve's reference); a point that moves two knobs is in none."""
+def _grids(fraction, corrupted: bool, augmented: bool, reseeded: bool) -> list[str]:
+    """The grids a point belongs to: the uncorrupted, default-augmented full-data point at the
+    default seed is in every one (each curve's reference); a point that moves two knobs is in
+    none; another seed of the reference point is in "seeds" only."""
+    reference = fraction == 1 and not corrupted and not augmented
+    if reseeded:
+        return ["seeds"] if reference else []
     grids = []
     if not corrupted and not augmented:
         grids.append("quantity")
@@ -100,13 +114,25 @@ def _grids(fraction, corrupted: bool, augmented: bool) -> list[str]:
         grids.append("quality")
     if fraction == 1 and not corrupted:
         grids.append("augmentation")
+    if reference:
+        grids.append("seeds")
     return grids
 
 
 def _order(row: dict) -> tuple:
-    shares = (row[share] for share in SHARES)
-    return (row["train_fraction"] or 0, *shares, row["cleaner"] is False,
-            row.get("copies") or 0, bool(row.get("diff_augment")))  # fmt: skip
+    """Fraction, then: none, every kind at once by level, each kind alone, other mixtures."""
+    shares = [row[share] for share in SHARES]
+    present = [i for i, share in enumerate(shares) if share]
+    if not present or len(set(shares)) == 1:
+        kind = 0
+    elif len(present) == 1:
+        kind = 1 + present[0]
+    else:
+        kind = 4
+    augmentation = (row.get("copies") or 0, bool(row.get("diff_augment")))
+    cleaner_off = row["cleaner"] is False
+    return (row["train_fraction"] or 0, kind, max(shares), cleaner_off, *augmentation,
+            row.get("seed") or 0)  # fmt: skip
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -133,6 +159,8 @@ def _point(row: dict, grid: str) -> str:
         return format_value(row["train_fraction"], "{:g}")
     if grid == "augmentation":
         return f"copies {row.get('copies')}" + (", DiffAugment" if row.get("diff_augment") else "")
+    if grid == "seeds":
+        return f"seed {row.get('seed')}"
     parts = [f"{share} {row[share]:g}" for share in SHARES if row[share]]
     cleaner = {True: "cleaner on", False: "cleaner off", None: ""}[row["cleaner"]]
     return ", ".join(parts + [cleaner]) if parts else "none"
@@ -168,12 +196,14 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-GRIDS = ("quantity", "quality", "augmentation")
-KNOBS = {"quantity": "train_fraction", "quality": "corruption level", "augmentation": "copies"}
+GRIDS = ("quantity", "quality", "augmentation", "seeds")
+KNOBS = {"quantity": "train_fraction", "quality": "corruption level", "augmentation": "copies",
+         "seeds": "training seed"}  # fmt: skip
 TITLES = {
     "quantity": "Data quantity: a stratified share of the training split",
     "quality": "Data quality: label flips, broken files and duplicates, cleaner on and off",
     "augmentation": "Augmentation: augmented copies per image, DiffAugment in the discriminator",
+    "seeds": "Seed to seed: the reference point trained with other seeds (the noise floor)",
 }
 
 
@@ -196,9 +226,10 @@ def experiments_markdown(rows: list[dict], figures: dict[str, str] | None = None
 
 
 def curves_png(rows: list[dict], grid: str) -> bytes | None:
-    """FID, recall and coverage against the grid's knob, one line per family (and cleaner)."""
+    """FID, recall and coverage against the grid's knob, one line per family (and cleaner);
+    None for the seeds grid (a table: its points have no order)."""
     points = [row for row in grid_rows(rows, grid) if not row.get("error")]
-    if not points:
+    if not points or grid == "seeds":
         return None
     import matplotlib
 
@@ -229,7 +260,8 @@ def curves_png(rows: list[dict], grid: str) -> bytes | None:
                     axis.set_xscale("log")
                     axis.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
                     axis.minorticks_off()
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     figure.tight_layout()
     return figure_png(figure)
 

@@ -48,6 +48,7 @@ from aigc.models import MODELS
 from aigc.params import read_params
 from aigc.sweep_report import (
     GRIDS,
+    SEED,
     SHARES,
     curves_png,
     experiments_html,
@@ -147,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     keys = params_keys(fixed, gans)
     experiments = collect(shown, params=keys, metrics=metrics_keys(args.families))
     explain_failures(experiments)
-    copies = params["augment"]["copies"]
-    rows = sweep_rows(experiments, args.families, fixed, copies, gans)
+    base = {"augment.copies": params["augment"]["copies"], SEED: params["train"]["common"]["seed"]}
+    rows = sweep_rows(experiments, args.families, fixed, base, gans)
     markdown = Path(args.markdown)
     figures = {}
     with exit_on_error():

@@ -19,10 +19,11 @@ PROFILE = {"train.vae.steps": 1500, "sample.num_samples": 2000}
 
 
 def point(name, fraction=1.0, flip=0.0, broken=0.0, duplicates=0.0, clean=True, copies=1,
-          fid=50.0, steps=1500, error=None, diff_augment=()):  # fmt: skip
+          fid=50.0, steps=1500, error=None, diff_augment=(), seed=0):  # fmt: skip
     params = {"split.train_fraction": fraction, "degrade.label_flip": flip,
               "degrade.broken": broken, "degrade.duplicates": duplicates, "degrade.clean": clean,
               "augment.copies": copies, "train.dcgan.diff_augment": list(diff_augment),
+              "train.common.seed": seed,
               "train.vae.steps": steps, "sample.num_samples": 2000}  # fmt: skip
     images = int(54000 * fraction)
     metrics = {} if error else {
@@ -33,7 +34,8 @@ def point(name, fraction=1.0, flip=0.0, broken=0.0, duplicates=0.0, clean=True, 
 
 
 def rows_of(experiments):
-    return sweep_rows(experiments, ["vae"], PROFILE, base_copies=1, gans=["dcgan"])
+    base = {"augment.copies": 1, "train.common.seed": 0}
+    return sweep_rows(experiments, ["vae"], PROFILE, base, gans=["dcgan"])
 
 
 def test_each_point_lands_in_its_grids_and_the_newest_run_of_a_point_wins():
@@ -46,18 +48,21 @@ def test_each_point_lands_in_its_grids_and_the_newest_run_of_a_point_wins():
         point("copies-3", copies=3),
         point("diffaug", copies=0, diff_augment=["translation"]),
         point("mixed", fraction=0.1, broken=0.2),  # two knobs at once: in no curve
+        point("seed-1", seed=1),
+        point("seed-1-tenth", seed=1, fraction=0.1),  # another seed off the reference: nowhere
         point("default-run", steps=6000),  # not a point of this sweep
         point("<b>bad</b>", fraction=0.5, error="failed: params.yaml: split.train_fraction"),
     ]
     rows = rows_of(experiments)
     names = {grid: [row["experiment"] for row in grid_rows(rows, grid)]
-             for grid in ("quantity", "quality", "augmentation")}  # fmt: skip
+             for grid in ("quantity", "quality", "augmentation", "seeds")}  # fmt: skip
     assert names["quantity"] == ["tenth", "<b>bad</b>", "full-new"]
     assert names["quality"] == ["full-new", "dirty-on", "dirty-off"]
     assert names["augmentation"] == ["diffaug", "full-new", "copies-3"]
+    assert names["seeds"] == ["full-new", "seed-1"]
     assert "full-old" not in str(rows) and "default-run" not in str(rows)
-    mixed = next(row for row in rows if row["experiment"] == "mixed")
-    assert mixed["grids"] == []
+    for name in ("mixed", "seed-1-tenth"):
+        assert next(row for row in rows if row["experiment"] == name)["grids"] == []
     bad = next(row for row in rows if row["experiment"] == "<b>bad</b>")
     assert bad["families"]["vae"]["fid"] is None and bad["error"].startswith("failed")
 

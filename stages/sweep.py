@@ -10,12 +10,14 @@ stages and everything upstream of them):
   broken files and duplicates, each at that share), with the cleaner on and off
   (`-S degrade.clean=true,false`); and, at `--kind-level`, each kind alone (label flips with
   the cleaner on only: it cannot see them), so that each kind's cost can be read apart;
+- the seeds grid: the reference point (all the data, uncorrupted) again at `--seeds` training
+  seeds, so each curve can be read against the seed-to-seed spread of the same budget;
 - on request (`--grids augmentation`), the augmentation grid: `augment.copies` over
   `--copies`, and for the GAN families DiffAugment (translation and cutout, Zhao et al. 2020)
   in the discriminator at copies 0 and 1;
 
 each with `profile`'s overrides: a short budget and fewer samples, the same at every point, so
-the default grid (15 experiments) runs in about an hour with two one-thread workers on a 2-core
+the default grids (17 experiments) run in about an hour with two one-thread workers on a 2-core
 CPU. It runs the queue with `--jobs` workers, collects every experiment of the commit from
 `dvc exp show --json` (aigc/experiments.py) into `--out` (metrics/sweep.json), and writes
 reports/experiments.md (with each grid's curves beside it as experiments_GRID.png) and
@@ -63,6 +65,7 @@ FAMILIES = ["dcgan", "vae"]
 FRACTIONS = [0.01, 0.05, 0.25, 1.0]  # log-spaced: 540 to 54,000 Fashion-MNIST images
 LEVELS = [0.1, 0.2, 0.4]  # each share at this level, together
 KIND_LEVEL = 0.2  # each kind alone at this share (0 = skip)
+SEEDS = [1, 2]  # other training seeds of the reference point (seeds grid)
 COPIES = [0, 1, 3]  # augmented copies per image (augmentation grid)
 DIFF_AUGMENT = "[translation,cutout]"  # Zhao et al. 2020's choice for small data
 # The sweep's budget, the same at every point (a quarter to a third of the default run's steps).
@@ -99,6 +102,9 @@ def queue(args, fixed: dict, gans: list[str]) -> None:
         for shares, cleaner in quality_points(args.levels, args.kind_level):
             overrides = fixed | {"split.train_fraction": 1.0} | _shares(shares)
             print(queue_grid(targets, {"degrade.clean": cleaner}, overrides), end="")
+    if "seeds" in args.grids:
+        reference = fixed | {"split.train_fraction": 1.0} | _shares({})
+        print(queue_grid(targets, {SEED: args.seeds}, reference), end="")
     if "augmentation" in args.grids:
         base = fixed | {"split.train_fraction": 1.0} | _shares({})
         for setting in ("[]", DIFF_AUGMENT) if gans else ("[]",):
@@ -119,14 +125,16 @@ def _number(value: float):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=FAMILIES, choices=sorted(MODELS))
-    parser.add_argument("--grids", nargs="+", default=["quantity", "quality"],
-                        choices=["quantity", "quality", "augmentation"])  # fmt: skip
+    parser.add_argument("--grids", nargs="+", default=["quantity", "quality", "seeds"],
+                        choices=GRIDS)  # fmt: skip
     parser.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS,
                         help="split.train_fraction values of the quantity grid")  # fmt: skip
     parser.add_argument("--levels", nargs="+", type=float, default=LEVELS,
                         help="shares of every corruption kind at once (quality grid)")  # fmt: skip
     parser.add_argument("--kind-level", type=float, default=KIND_LEVEL,
                         help="share of each corruption kind alone (0 = skip)")  # fmt: skip
+    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS,
+                        help="train.common.seed values of the seeds grid")  # fmt: skip
     parser.add_argument("--copies", nargs="+", type=int, default=COPIES,
                         help="augment.copies values of the augmentation grid")  # fmt: skip
     add_sweep_arguments(parser, STEPS, SAMPLES)

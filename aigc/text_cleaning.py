@@ -209,8 +209,8 @@ class MinHash:
 class TextCleanResult:
     kept: list[dict] = field(default_factory=list)  # id, origin, label, class, text
     rejected: list[dict] = field(default_factory=list)  # id, origin, reason, detail
-    removed: Counter = field(default_factory=Counter)  # characters removed, per kind
-    pii: Counter = field(default_factory=Counter)  # PII replaced, per kind
+    removed: Counter = field(default_factory=Counter)  # characters removed from kept texts
+    pii: Counter = field(default_factory=Counter)  # PII replaced in kept texts, per kind
     encodings: Counter = field(default_factory=Counter)
     collected: int = 0
 
@@ -249,7 +249,7 @@ def clean_texts(
                 if label not in label_map:
                     raise Rejected("bad_label", "its class is not in text.classes")
                 label = label_map[label]
-            text = _checked(data, params, result, codec)
+            text, encoding, removed, pii = _checked(data, params, codec)
             key = fold(text)
             if key in seen:
                 raise Rejected("duplicate", f"same text as item {seen[key]}, which is kept")
@@ -264,6 +264,9 @@ def clean_texts(
                                     "detail": rejection.detail})  # fmt: skip
             continue
         seen[key] = item_id
+        result.removed.update(removed)  # counted for the kept texts only
+        result.pii.update(pii)
+        result.encodings[encoding] += 1
         name = classes[label] if 0 <= label < len(classes) else ""
         result.kept.append({"id": item_id, "origin": origin, "label": label, "class": name,
                             "text": text})  # fmt: skip
@@ -272,8 +275,9 @@ def clean_texts(
     return result
 
 
-def _checked(data: bytes, params: TextCleanParams, result: TextCleanResult, codec: str) -> str:
-    """The decoded, normalised, scrubbed text, or Rejected by the per-item checks."""
+def _checked(data: bytes, params: TextCleanParams, codec: str) -> tuple[str, str, Counter, Counter]:
+    """The decoded, normalised, scrubbed text, the encoding it was read as, and the characters
+    removed and PII replaced in it; or Rejected by the per-item checks."""
     text, encoding = decode_text(data, params.max_bytes)
     encoding = encoding if codec == "text" else codec  # collect decoded a UTF-16 file already
     text, removed = normalise(text)
@@ -288,7 +292,4 @@ def _checked(data: bytes, params: TextCleanParams, result: TextCleanResult, code
     if share < params.min_allowed_share:
         raise Rejected("garbage", f"{share:.0%} ordinary characters, under "
                        f"min_allowed_share = {params.min_allowed_share:.0%}")  # fmt: skip
-    result.removed.update(removed)
-    result.pii.update(pii)
-    result.encodings[encoding] += 1
-    return text
+    return text, encoding, removed, pii

@@ -9,6 +9,7 @@ maps to `<unk>`, so text the models never saw still encodes.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -66,9 +67,13 @@ class Vocabulary:
         ranked = sorted(counts, key=lambda character: (-counts[character], character))
         return cls(SPECIALS + ranked)
 
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """{token: id}, built once per vocabulary (encode runs over every text)."""
+        return {token: i for i, token in enumerate(self.tokens)}
+
     def encode(self, text: str) -> np.ndarray:
-        index = {token: i for i, token in enumerate(self.tokens)}
-        unknown = index["<unk>"]
+        index, unknown = self.index, self.index["<unk>"]
         return np.array([index.get(character, unknown) for character in text], dtype=np.int64)
 
     def decode(self, ids) -> str:

@@ -5,6 +5,11 @@ and `classes.json` (the class names, index = label); an augmented set also holds
 (int64, (N,): the row of the original image each row was made from, so that differentially
 private training can count one person's image and its augmented copies as one item). Arrays are
 memory-mapped on reading so a stage never needs the whole set in RAM unless it asks for it.
+
+An `ImageSet` is also what the training loop (aigc/training.py) takes for an image family; a
+text family takes a `TokenSet` (aigc/text_sets.py). Both offer the same few members the loop
+uses: `modality`, `array` (the rows it batches), `labels`, `classes`, `labelled`,
+`origin_rows()`, `config_fields()` (the Config fields the data fixes), `to_batch` and `units`.
 """
 
 from __future__ import annotations
@@ -36,8 +41,31 @@ class ImageSet:
         if self.origins is not None and self.origins.shape != (len(self.images),):
             raise ValueError(f"origins {self.origins.shape} do not match {len(self.images)} images")
 
+    modality = "image"
+    unit = "images"  # what `units` counts
+
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def array(self) -> np.ndarray:
+        """The rows the training loop batches: the uint8 images."""
+        return self.images
+
+    def config_fields(self) -> dict[str, int]:
+        """The Config fields the data fixes (aigc.models.base.ImageConfig)."""
+        _, channels, size, _ = self.images.shape
+        return {"image_size": size, "channels": channels, "num_classes": len(self.classes)}
+
+    @staticmethod
+    def to_batch(rows):
+        """A batch of `array` rows as a model takes it: float images in [0, 1]."""
+        return rows.float().div_(255)
+
+    @staticmethod
+    def units(batch) -> int:
+        """Images in a batch (the loop's images/s)."""
+        return len(batch)
 
     @property
     def labelled(self) -> bool:

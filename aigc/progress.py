@@ -1,10 +1,12 @@
 """What a training run reports as it goes: dvclive logs, a tqdm bar, and its timings.
 
-- `Progress`: mean losses every `log_every` steps, a sample grid per epoch, the run's params,
+- `Progress`: mean losses every `log_every` steps, a preview per epoch (a sample grid, or sample
+  texts in `samples/epoch_NNN.txt`), the run's params,
   and a summary (timings) when the run ends, into a dvclive folder (`Live(dvcyaml=None,
   save_dvc_exp=False)`, so dvc.yaml stays hand-written); quiet on data-parallel processes
   other than 0.
-- `Stopwatch`: training seconds added up across resumes, and images per second of this run.
+- `Stopwatch`: training seconds added up across resumes, and images (or characters) per second
+  of this run.
 
 Timings end up in the logs (`cache: false` in dvc.yaml), never in a cached output.
 """
@@ -15,10 +17,13 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from aigc.files import write_text
 
 __all__ = ["Progress", "Stopwatch"]
 
@@ -65,12 +70,18 @@ class Progress:
         self.bar.set_postfix({name: f"{value:.3g}" for name, value in means.items()})
         self.running, self.running_steps = {}, 0
 
-    def grid(self, step: int, make_grid: Callable[[], np.ndarray]) -> None:
-        """Log the epoch's sample grid (made only on process 0) and a line of its losses."""
+    def preview(self, step: int, make_preview: Callable[[], np.ndarray | str]) -> None:
+        """Log the epoch's preview (made only on process 0): a grid image, or sample texts
+        (written beside dvclive's files and shown on the console); and a line of its losses."""
         if self.live is None:
             return
         epoch = math.ceil(step / self.steps_per_epoch)
-        self.live.log_image(f"samples/epoch_{epoch:03d}.png", make_grid())
+        shown = make_preview()
+        if isinstance(shown, str):
+            write_text(Path(self.live.dir) / "samples" / f"epoch_{epoch:03d}.txt", shown)
+            self.bar.write(shown)
+        else:
+            self.live.log_image(f"samples/epoch_{epoch:03d}.png", shown)
         total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         losses = ", ".join(f"{name} {value:.3g}" for name, value in self.last.items())
         self.bar.write(
@@ -97,10 +108,11 @@ class Stopwatch:
     def seconds(self) -> float:
         return self.before + time.perf_counter() - self.started
 
-    def rates(self, images_done: int) -> dict[str, float]:
+    def rates(self, done: int, unit: str = "images") -> dict[str, float]:
+        """train_seconds and `<unit>_per_second` of this run (`done` units since it started)."""
         elapsed = time.perf_counter() - self.started
-        rate = images_done / elapsed if elapsed > 0 and images_done else 0.0
-        return {"train_seconds": self.seconds(), "images_per_second": rate}
+        rate = done / elapsed if elapsed > 0 and done else 0.0
+        return {"train_seconds": self.seconds(), f"{unit}_per_second": rate}
 
 
 def plain(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,17 +1,20 @@
 """The one training loop every model family plugs into (flat, top to bottom, nanoGPT style).
 
-    train(family, config, loop, common, image_set, out=..., live_dir=..., resume_dir=...)
+    train(family, config, loop, common, data, out=..., live_dir=..., resume_dir=...)
 
-builds `MODELS[family](config)` with the seed set, then repeats `model.train_step(images,
+builds `MODELS[family](config)` with the seed set, then repeats `model.train_step(batch,
 labels)` over batches drawn from a per-epoch permutation (seeded by (seed, epoch), so a resumed
 run skips exactly the batches already done) until `loop.steps` steps or `loop.epochs` epochs are
-done. Around that one call it keeps:
+done. `data` is the family's modality: an image set (aigc/imagesets.py; batches of float images
+in [0, 1]) or a token set (aigc/text_sets.py; batches of int64 token rows), which offer the loop
+the same members. Around that one call it keeps:
 
 - device and precision: `auto` is CUDA with bf16 autocast and channels_last (the whole training
   array on the GPU when it fits), else CPU in fp32 with `nullcontext()` and deterministic ops;
 - an EMA of `model.sampling_network` when `ema_decay > 0` (warm-up min(decay, (1+t)/(10+t)));
-- dvclive: losses every `log_every` steps, a sample grid from fixed noise each epoch, params,
-  and a summary with train_seconds and images/s; a tqdm bar with the current losses;
+- dvclive: losses every `log_every` steps, the model's `preview` from fixed noise each epoch (a
+  sample grid, or sample texts), params, and a summary with train_seconds and images/s (or
+  characters/s); a tqdm bar with the current losses;
 - resume checkpoints every `checkpoint_every` steps in `resume_dir` (a git-ignored folder keyed
   by `resume_key`); on start it resumes from one and says so. SIGTERM/SIGINT end the current
   step, save a checkpoint and raise `TrainingStopped`; after a SIGKILL the next run resumes from
@@ -56,13 +59,13 @@ from torch import nn
 from aigc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from aigc.devices import memory_format, precision_context, resolve_device
 from aigc.distributed import any_rank, convert_sync_batch_norm, join_world, leave_world, synchronise
-from aigc.images import make_grid
 from aigc.imagesets import ImageSet
 from aigc.models import MODELS, build_model
 from aigc.models.base import GenerativeModel
 from aigc.params import ParamsError, from_dict, read_params, spec
 from aigc.privacy import PrivateTraining
 from aigc.progress import Progress, Stopwatch
+from aigc.text_sets import TokenSet
 
 __all__ = [
     "CommonParams",
@@ -76,7 +79,6 @@ __all__ = [
     "update_ema",
 ]
 
-GRID_SIZE = 64  # images in the per-epoch sample grid
 POISSON_STREAM = 7  # the Poisson batches' seed is (seed, step, POISSON_STREAM)
 
 
@@ -119,15 +121,23 @@ class TrainingStopped(RuntimeError):
 
 
 def read_train_params(
-    params_path: str | Path, family: str, image_set: ImageSet
+    params_path: str | Path, family: str, image_set: ImageSet | TokenSet
 ) -> tuple[CommonParams, LoopParams, Any, dict]:
     """`train.common` and `train.<family>` checked against the data (cheap: shapes only).
 
     Returns (common, loop, model config, the raw sections for `resume_key`). The family's
-    Config gets image_size, channels and num_classes from `image_set`.
+    Config gets the fields the data fixes from `image_set.config_fields()` (image_size,
+    channels and num_classes; for a token set, vocabulary, max_length and num_classes).
     """
     if family not in MODELS:
         raise ParamsError(f"--model {family!r} is not a model family; allowed: {', '.join(MODELS)}")
+    modality = MODELS[family].modality
+    if modality != image_set.modality:
+        same = ", ".join(name for name in MODELS if MODELS[name].modality == image_set.modality)
+        raise ParamsError(
+            f"--model {family}: a {modality} family cannot train on {image_set.modality} data; "
+            f"allowed for this data: {same}"
+        )
     params = read_params(params_path)
     train_section = params.get("train")
     if not isinstance(train_section, dict) or "common" not in train_section:
@@ -138,8 +148,8 @@ def read_train_params(
     section = train_section[family]
     if not isinstance(section, dict):
         raise ParamsError(f"train.{family}: expected a mapping of keys, got {section!r}")
-    count, channels, height, width = image_set.images.shape
-    fixed = {"image_size": height, "channels": channels, "num_classes": len(image_set.classes)}
+    count = len(image_set)
+    fixed = image_set.config_fields()
     config_keys = [f.name for f in dataclasses.fields(MODELS[family].Config) if f.name not in fixed]
     for key in section:
         if key not in LOOP_KEYS and key not in config_keys:
@@ -154,7 +164,7 @@ def read_train_params(
     if loop.batch_size > count:
         raise ParamsError(
             f"train.{family}.batch_size = {loop.batch_size} is larger than the {count} "
-            "training images"
+            f"training {image_set.unit if image_set.modality == 'image' else 'texts'}"
         )
     processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's data-parallel processes
     if loop.batch_size % processes:
@@ -171,10 +181,10 @@ def read_train_params(
     return common, loop, config, raw
 
 
-def resume_key(raw_params: Mapping[str, Any], image_set: ImageSet) -> str:
+def resume_key(raw_params: Mapping[str, Any], image_set: ImageSet | TokenSet) -> str:
     """A short hash of the family, its params, the common params and the training arrays."""
     digest = hashlib.sha256(json.dumps(raw_params, sort_keys=True, default=str).encode())
-    for array in (image_set.images, image_set.labels):
+    for array in (image_set.array, image_set.labels):
         digest.update(hashlib.sha256(np.ascontiguousarray(array).data).digest())
     return f"{raw_params['family']}-{digest.hexdigest()[:16]}"
 
@@ -184,15 +194,16 @@ def train(
     config: Any,
     loop: LoopParams,
     common: CommonParams,
-    image_set: ImageSet,
+    image_set: ImageSet | TokenSet,
     *,
     out: str | Path,
     live_dir: str | Path,
     resume_dir: str | Path,
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train `family` on `image_set`, write the final checkpoint to `out`; returns its meta
-    with the run's timings (which stay out of the checkpoint: they differ run to run)."""
+    """Train `family` on `image_set` (or a token set), write the final checkpoint to `out`;
+    returns its meta with the run's timings (which stay out of the checkpoint: they differ
+    run to run)."""
     device = resolve_device(common.device, "train.common.device")
     world = join_world(device)
     if world.size > 1 and device.type == "cuda":
@@ -222,13 +233,14 @@ def _train(family, config, loop, common, image_set, device, world, out, live_dir
     progress = Progress(family, live_dir, run.step, total_steps, batches.steps_per_epoch, world)
     progress.log_params(config, loop, common)
     clock = Stopwatch(run.train_seconds)
-    start_step = run.step
+    units = 0  # images (or characters) this run has trained on, for its rate
 
     with stop_signals() as stop, progress:
         while run.step < total_steps:
-            images, labels = batches.get(run.step)
+            batch, labels = batches.get(run.step)
             with autocast:
-                losses = run.model.train_step(images, labels)
+                losses = run.model.train_step(batch, labels)
+            units += batches.units(batch)
             check_finite(losses, world, run.step + 1, family, config)
             if run.ema is not None:
                 decay = min(loop.ema_decay, (1 + run.step) / (10 + run.step))
@@ -236,7 +248,7 @@ def _train(family, config, loop, common, image_set, device, world, out, live_dir
             run.step += 1
             progress.record(run.step, losses, every=common.log_every)
             if batches.epoch_ends(run.step) or run.step == total_steps:
-                progress.grid(run.step, lambda: sample_grid(run, common.seed, autocast))
+                progress.preview(run.step, lambda: preview(run, common.seed, autocast))
             [stopping] = any_rank(world, stop.signal_number is not None)
             periodic = run.step % common.checkpoint_every == 0 and run.step < total_steps
             if (stopping or periodic) and world.main:
@@ -252,7 +264,7 @@ def _train(family, config, loop, common, image_set, device, world, out, live_dir
                 )
         if device.type == "cuda":
             torch.cuda.synchronize()
-        timings = clock.rates((run.step - start_step) * loop.batch_size)
+        timings = clock.rates(units * world.size, batches.unit)
         progress.summary.update(timings)
         accounting = privacy.summary(total_steps) if privacy is not None else {}
         progress.summary.update(accounting)
@@ -363,14 +375,15 @@ class Batches:
     def __init__(
         self, image_set: ImageSet, batch_size: int, seed: int, world, device, poisson: bool = False
     ) -> None:
-        images = torch.from_numpy(np.ascontiguousarray(image_set.images))  # uint8 (N, C, H, W)
+        rows = torch.from_numpy(np.ascontiguousarray(image_set.array))  # images or token rows
         labels = torch.from_numpy(np.asarray(image_set.labels, dtype=np.int64))  # (N,)
-        if device.type == "cuda" and fits_on_device(images, device):
-            images, labels = images.to(device), labels.to(device)
-        self.images, self.labels, self.device = images, labels, device
+        if device.type == "cuda" and fits_on_device(rows, device):
+            rows, labels = rows.to(device), labels.to(device)
+        self.rows, self.labels, self.device = rows, labels, device
+        self.to_batch, self.units, self.unit = image_set.to_batch, image_set.units, image_set.unit
         self.batch_size, self.seed, self.world = batch_size, seed, world
         self.poisson = poisson
-        self.items = len(images)  # what a batch samples from: rows, or originals when poisson
+        self.items = len(rows)  # what a batch samples from: rows, or originals when poisson
         if poisson:
             _, group, counts = np.unique(
                 image_set.origin_rows(), return_inverse=True, return_counts=True
@@ -388,19 +401,22 @@ class Batches:
         return self.batch_size / self.items
 
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This process's share of batch `step`: float images in [0, 1], int64 labels."""
+        """This process's share of batch `step` as the model takes it (float images in [0, 1],
+        or token rows), and its int64 labels."""
         if self.poisson:
-            batch = torch.from_numpy(self.poisson_rows(step)).to(self.images.device)
+            batch = torch.from_numpy(self.poisson_rows(step)).to(self.rows.device)
         else:
             epoch, index = divmod(step, self.steps_per_epoch)
             if epoch != self._epoch:
-                permutation = epoch_permutation(len(self.images), self.seed, epoch)
-                self._epoch, self._permutation = epoch, permutation.to(self.images.device)
+                permutation = epoch_permutation(len(self.rows), self.seed, epoch)
+                self._epoch, self._permutation = epoch, permutation.to(self.rows.device)
             batch = self._permutation[index * self.batch_size : (index + 1) * self.batch_size]
             batch = batch[self.world.rank :: self.world.size]
-        images = self.images[batch].to(self.device, non_blocking=True).float().div_(255)
+        rows = self.to_batch(self.rows[batch].to(self.device, non_blocking=True))
         labels = self.labels[batch].to(self.device, non_blocking=True)
-        return images.contiguous(memory_format=self.memory_format), labels
+        if rows.dim() == 4:  # images: the device's memory layout
+            rows = rows.contiguous(memory_format=self.memory_format)
+        return rows, labels
 
     def poisson_rows(self, step: int) -> np.ndarray:
         """Rows of Poisson batch `step`: originals in with probability q, one version each."""
@@ -427,10 +443,10 @@ def check_finite(losses: Mapping[str, float], world, step: int, family: str, con
             )
 
 
-def fits_on_device(images: torch.Tensor, device: torch.device) -> bool:
-    """True when the uint8 training array takes under a quarter of the free GPU memory."""
+def fits_on_device(rows: torch.Tensor, device: torch.device) -> bool:
+    """True when the training array takes under a quarter of the free GPU memory."""
     free, _ = torch.cuda.mem_get_info(device)
-    return images.numel() < free // 4
+    return rows.numel() * rows.element_size() < free // 4
 
 
 def epoch_permutation(count: int, seed: int, epoch: int) -> torch.Tensor:
@@ -449,8 +465,9 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def sample_grid(run: Run, seed: int, autocast) -> np.ndarray:
-    """A grid of GRID_SIZE samples from fixed noise (the EMA weights when kept), (H, W[, C])."""
+def preview(run: Run, seed: int, autocast) -> np.ndarray | str:
+    """The model's `preview` from fixed noise (the EMA weights when kept): a grid (H, W[, C])
+    or sample texts."""
     model, ema = run.model, run.ema
     model.eval()
     raw_weights = None
@@ -458,12 +475,11 @@ def sample_grid(run: Run, seed: int, autocast) -> np.ndarray:
         raw_weights = copy.deepcopy(model.sampling_network.state_dict())
         model.sampling_network.load_state_dict(ema.state_dict())
     with autocast:
-        samples = model.sample(GRID_SIZE, rng=torch.Generator().manual_seed(seed))
+        shown = model.preview(torch.Generator().manual_seed(seed))
     if raw_weights is not None:
         model.sampling_network.load_state_dict(raw_weights)
     model.train()
-    grid = make_grid(samples)  # (C, H, W) uint8
-    return grid[0] if grid.shape[0] == 1 else np.transpose(grid, (1, 2, 0))
+    return shown
 
 
 def rng_state() -> dict[str, Any]:

@@ -15,19 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc.models.base import FamilyConfig, GenerativeModel
+from aigc.models.base import ImageConfig, ImageModel
 from aigc.models.layers import sampling_labels
 from aigc.params import spec
 
 
 @dataclass(frozen=True)
-class Config(FamilyConfig):
+class Config(ImageConfig):
     family: ClassVar[str] = "toy"
 
     latent_dim: int = spec(default=4, ge=1, doc="size of z")
 
 
-class Toy(GenerativeModel):
+class Toy(ImageModel):
     Config = Config
 
     def __init__(self, config: Config) -> None:

@@ -1,21 +1,30 @@
 """The family contract: what every model family is and does, declared here once.
 
-- `FamilyConfig`: the fields every family's `Config` shares — the data's shape (`image_size`,
-  `channels`, `num_classes`, filled in from the training data, never from params.yaml),
-  `conditional`, and the Adam settings. A family's `Config` is a frozen dataclass that
-  subclasses it, adds its own fields and sets `family` (its key in `MODELS`, for messages).
-- `GenerativeModel`: the base class. A family builds its networks and `optimizers` in
-  `__init__` and implements the abstract members; the stages and the training loop call
-  nothing else:
+- `FamilyConfig`: the fields every family's `Config` shares — `num_classes` (filled in from
+  the training data, never from params.yaml), `conditional`, the Adam settings and `privacy`.
+  `ImageConfig` adds the images' shape (`image_size`, `channels`, also from the data); a text
+  family's `TextConfig` (aigc/models/text/base.py) adds its vocabulary and length instead. A
+  family's `Config` is a frozen dataclass that subclasses one of them, adds its own fields and
+  sets `family` (its key in `MODELS`, for messages).
+- `GenerativeModel`: the base class, the same for every modality. A family builds its
+  networks and `optimizers` in `__init__` and implements the abstract members; the stages and
+  the training loop call nothing else:
 
-      train_step(images, labels) -> {"loss name": float}   the family's objective, one update
-      latent_shape, decode(latents, labels)                the noise `sample` draws and maps
-      sample(n, labels, rng) -> images in [0, 1]           (default: decode N(0, I) noise)
+      modality                                             "image" or "text": the data it takes
+      train_step(batch, labels) -> {"loss name": float}   the family's objective, one update
+      sample(n, labels, rng)                               n new items (images or token rows)
+      preview(rng)                                         the loop's per-epoch look at samples
       sampling_network                                     the submodule EMA averages
       encodes, encode, reconstruct                         for families with an encoder
       configure_sampling(...)                              for families with a sampler to set
-      membership_scores(images, labels) -> (B,)           the white-box membership attack
+      membership_scores(batch, labels) -> (B,)            the white-box membership attack
       private_networks() -> {optimizer name: network}     what DP-SGD clips and noises
+
+- `ImageModel`: an image family. Batches are float images (B, C, H, W) in [0, 1]; it adds
+  `latent_shape` and `decode(latents, labels)`, the noise `sample` draws and maps (default:
+  decode N(0, I) noise), which interpolations walk. `TextModel` (aigc/models/text/base.py)
+  is its text counterpart: batches of token rows, autoregressive sampling, and the
+  likelihood that held-out bits per character come from.
 
   `FamilyConfig.privacy` (aigc/privacy.py) is every family's DP-SGD option; a family that
   cannot train privately says why in `Config.cannot_train_privately`, and its Config refuses.
@@ -30,10 +39,12 @@ import abc
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc.images import GRID_SIZE, make_grid
 from aigc.models.layers import (
     DIFF_AUGMENTATIONS,
     GAN_LOSSES,
@@ -55,8 +66,6 @@ class FamilyConfig:
     family: ClassVar[str] = "model"  # the family's key in MODELS (its params section)
     cannot_train_privately: ClassVar[str] = ""  # why DP-SGD does not apply ("" = it does)
 
-    image_size: int = spec(ge=4, doc="side of the square images (from the data)")
-    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
     num_classes: int = spec(ge=0, doc="number of classes in the data (0 = unlabelled)")
     conditional: bool = spec(default=False, doc="class-conditional (needs labelled data)")
     learning_rate: float = spec(default=2e-4, gt=0.0, doc="Adam learning rate")
@@ -84,7 +93,15 @@ class FamilyConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AdversarialConfig(FamilyConfig):
+class ImageConfig(FamilyConfig):
+    """A `FamilyConfig` with the shape of the images (both from the data)."""
+
+    image_size: int = spec(ge=4, doc="side of the square images (from the data)")
+    channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdversarialConfig(ImageConfig):
     """The fields of a GAN's game, shared by the families built on `NoiseGAN`."""
 
     loss: str = spec(default="bce", choices=GAN_LOSSES, doc="GAN objective")
@@ -101,6 +118,7 @@ class GenerativeModel(nn.Module, abc.ABC):
     """Base class of every family (see the module docstring for the contract)."""
 
     Config: ClassVar[type[FamilyConfig]]
+    modality: ClassVar[str]  # "image" (ImageModel) or "text" (TextModel): the data it trains on
     encodes: ClassVar[bool] = False  # True: encode and reconstruct work
 
     def __init__(self, config: FamilyConfig) -> None:
@@ -111,18 +129,22 @@ class GenerativeModel(nn.Module, abc.ABC):
     # -- what a family implements ----------------------------------------------------------------
 
     @abc.abstractmethod
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        """One update on float images (B, C, H, W) in [0, 1] and int64 labels (B,) (-1 =
-        unlabelled); returns the named losses of the step."""
-
-    @property
-    @abc.abstractmethod
-    def latent_shape(self) -> tuple[int, ...]:
-        """Shape of one noise sample that `decode` maps to an image (z, or x_T)."""
+    def train_step(self, batch: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One update on a batch of the family's modality (float images (B, C, H, W) in [0, 1],
+        or int64 token rows (B, L)) and int64 labels (B,) (-1 = unlabelled); returns the named
+        losses of the step."""
 
     @abc.abstractmethod
-    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images (B, C, H, W) in [0, 1] from latents (B, *latent_shape), deterministically."""
+    def sample(
+        self, n: int, labels: torch.Tensor | None = None, rng: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n new items from the noise of the CPU generator `rng` (images in [0, 1], or token
+        rows); a conditional model gets `labels` (n,) or balanced classes."""
+
+    @abc.abstractmethod
+    def preview(self, rng: torch.Generator) -> np.ndarray | str:
+        """What the training loop logs once an epoch: a grid image (H, W[, C]) uint8, or the
+        text of a few samples. In eval mode, under no_grad."""
 
     @property
     @abc.abstractmethod
@@ -131,23 +153,14 @@ class GenerativeModel(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def membership_scores(
-        self, images: torch.Tensor, labels: torch.Tensor | None = None
+        self, batch: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """A white-box membership-inference score (B,) of float images (B, C, H, W) in [0, 1]:
-        higher means likelier a training image (the model's own loss or critic, negated where
+        """A white-box membership-inference score (B,) of a batch as `train_step` takes it:
+        higher means likelier a training item (the model's own loss or critic, negated where
         lower means member). Deterministic; the audit calls it in eval mode, on batches that
         mix members and non-members."""
 
     # -- what a family may override --------------------------------------------------------------
-
-    @torch.no_grad()
-    def sample(
-        self, n: int, labels: torch.Tensor | None = None, rng: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """n images (n, C, H, W) in [0, 1]: latents ~ N(0, I) from the CPU generator `rng`,
-        decoded; a conditional model gets `labels` (n,) or balanced classes."""
-        latents = torch.randn(n, *self.latent_shape, generator=rng).to(self.device)
-        return self.decode(latents, labels)
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no encoder")
@@ -192,7 +205,38 @@ class GenerativeModel(nn.Module, abc.ABC):
         optimizer.step()
 
 
-class NoiseGAN(GenerativeModel):
+class ImageModel(GenerativeModel):
+    """An image family: batches of float images (B, C, H, W) in [0, 1]; `sample` decodes noise
+    of `latent_shape`, which `decode` maps to images deterministically."""
+
+    modality = "image"
+
+    @property
+    @abc.abstractmethod
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one noise sample that `decode` maps to an image (z, or x_T)."""
+
+    @abc.abstractmethod
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (B, C, H, W) in [0, 1] from latents (B, *latent_shape), deterministically."""
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, labels: torch.Tensor | None = None, rng: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n images (n, C, H, W) in [0, 1]: latents ~ N(0, I) from the CPU generator `rng`,
+        decoded; a conditional model gets `labels` (n,) or balanced classes."""
+        latents = torch.randn(n, *self.latent_shape, generator=rng).to(self.device)
+        return self.decode(latents, labels)
+
+    @torch.no_grad()
+    def preview(self, rng: torch.Generator) -> np.ndarray:
+        """A grid of GRID_SIZE samples, (H, W) for grey images, else (H, W, C), uint8."""
+        grid = make_grid(self.sample(GRID_SIZE, rng=rng))  # (C, H, W)
+        return grid[0] if grid.shape[0] == 1 else np.transpose(grid, (1, 2, 0))
+
+
+class NoiseGAN(ImageModel):
     """A GAN whose `generator(z, labels)` maps noise z ~ N(0, I) of `latent_dim` to images in
     [-1, 1] and whose `discriminator(images, labels)` gives one logit per image; the subclass
     builds both networks and writes the adversarial objective in its own `train_step`."""
@@ -287,7 +331,7 @@ class Decoder(nn.Module):
         return self.net(self.head(z).view(-1, self.first, 4, 4))  # logits (B, C, H, W)
 
 
-class VariationalAutoencoder(GenerativeModel):
+class VariationalAutoencoder(ImageModel):
     """A VAE's shared half: `encoder(x)` gives the posterior (mu, logvar) of z, `decoder(z)` pixel
     logits; conditional models get one-hot label maps beside the image and a one-hot label
     beside z (a CVAE). Samples decode z ~ N(0, I), the prior. A subclass builds the two

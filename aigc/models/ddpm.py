@@ -35,7 +35,7 @@ from aigc.diffusion import (
     ddpm_sample,
     guided_output,
 )
-from aigc.models.base import FamilyConfig, GenerativeModel
+from aigc.models.base import ImageConfig, ImageModel
 from aigc.models.layers import check_labels, sampling_labels
 from aigc.models.unet import UNet
 from aigc.params import ParamsError, spec
@@ -45,7 +45,7 @@ MEMBERSHIP_TIMESTEPS = 10  # timesteps the membership score averages the denoisi
 
 
 @dataclass(frozen=True)
-class Config(FamilyConfig):
+class Config(ImageConfig):
     family: ClassVar[str] = "ddpm"
 
     patch_size: int = spec(default=1, ge=1, doc="pixels per side folded into channels")
@@ -106,7 +106,7 @@ class Config(FamilyConfig):
         return [side // 2**i for i in range(len(self.channel_multipliers))]
 
 
-class DDPM(GenerativeModel):
+class DDPM(ImageModel):
     Config = Config
 
     def __init__(self, config: Config) -> None:

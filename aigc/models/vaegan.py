@@ -37,7 +37,7 @@ from torch import nn
 from aigc.models.base import (
     Decoder,
     Encoder,
-    FamilyConfig,
+    ImageConfig,
     VariationalAutoencoder,
     downsampling,
 )
@@ -55,7 +55,7 @@ from aigc.params import spec
 
 
 @dataclass(frozen=True)
-class Config(ConvPyramid, FamilyConfig):
+class Config(ConvPyramid, ImageConfig):
     family: ClassVar[str] = "vaegan"
     cannot_train_privately: ClassVar[str] = (
         "its decoder's per-sample gradient holds a reconstruction and a prior sample per "

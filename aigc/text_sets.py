@@ -45,7 +45,7 @@ class TextSet:
 
     @property
     def labels(self) -> np.ndarray:
-        return self.table["label"].to_numpy(dtype=np.int64)
+        return self.table["label"].to_numpy(dtype=np.int64, copy=True)
 
 
 def save_text_set(folder: str | Path, text_set: TextSet) -> None:

@@ -225,6 +225,7 @@ def _train(family, config, loop, common, image_set, device, world, out, live_dir
     total_steps = loop.steps if loop.steps > 0 else loop.epochs * batches.steps_per_epoch
     resume_path = resume_dir / "last.pt"
     run = start_run(family, config, loop, common, device, world, resume_path)
+    run.model.plan(total_steps)
     privacy = None
     if private:  # per-sample clipping and noise on the networks that see training images
         privacy = PrivateTraining(

@@ -15,12 +15,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 
 from aigc.features import EvaluatorParams, train_evaluator
 from aigc.imagesets import ImageSet
+from aigc.text_sets import TextSet, Vocabulary, save_text_set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,8 +60,19 @@ TINY = {
             "attention_resolutions": [8],
             "timesteps": 50,
         },
+        "charrnn": {"steps": 4, "batch_size": 16, "hidden_size": 16, "layers": 1, "window": 32},
+        "textvae": {
+            "steps": 4,
+            "batch_size": 16,
+            "latent_dim": 4,
+            "hidden_size": 16,
+            "embedding_dim": 8,
+            "kl_warmup_steps": 2,
+        },
+        "gpt": {"steps": 4, "batch_size": 16, "layers": 1, "heads": 2, "width": 16, "context": 32},
     },
     "text": {"source": "file:corpus.txt", "classes": []},  # written by the project fixture
+    "text_sample": {"num_samples": 24, "batch_size": 12},
     "sample": {"num_samples": 64, "batch_size": 32, "steps": 5},
     "evaluate": {"batch_size": 64, "kid_subsets": 5, "kid_subset_size": 32},
 }
@@ -197,6 +210,23 @@ def labelled_images(count: int, size: int = 16, seed: int = 0, classes=None):
     background = random_images(count, 1, size, seed=seed + 1)[:, 0].astype(np.float32) * 0.15
     images = background + shape * brightness + generator.normal(0, 6, shape.shape)
     return np.clip(images, 0, 255).astype(np.uint8)[:, None], labels.astype(np.int64)
+
+
+def text_set(count: int = 96, seed: int = 0) -> TextSet:
+    """`count` templated texts (`tiny_corpus`) in two classes, as the text splits hold them."""
+    texts = tiny_corpus(count, seed).strip().split("\n%\n")
+    labels = np.arange(count) % 2
+    table = pd.DataFrame({"id": [f"t{i}" for i in range(count)], "origin": "corpus.txt",
+                          "label": labels, "class": np.array(["even", "odd"])[labels],
+                          "text": texts})  # fmt: skip
+    return TextSet(table, ["even", "odd"])
+
+
+def save_text_split(folder: Path, texts: TextSet) -> Path:
+    """`texts` saved as a training split: the text set and its vocabulary."""
+    save_text_set(folder, texts)
+    Vocabulary.from_texts(texts.texts).save(Path(folder) / "vocab.json")
+    return Path(folder)
 
 
 def image_set(count: int, seed: int, labelled: bool = True) -> ImageSet:

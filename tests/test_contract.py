@@ -3,7 +3,8 @@
 One parametrised test trains each family a few steps through the real loop, stops it with
 SIGTERM half-way and resumes it, and checks what every stage relies on: the resumed run ends
 with the weights (EMA included) of an uninterrupted one; the checkpoint rebuilds the model;
-`sample` gives seeded images in [0, 1]; `decode` maps `latent_shape` noise to images; encoders
+`sample` gives seeded images in [0, 1] (a text family: seeded token rows, <bos> to one <eos>,
+scored by `token_nll`); `decode` maps `latent_shape` noise to images; encoders
 reconstruct; a conditional model takes labels and refuses labels it does not know; the
 membership score is one deterministic number per image; a family that allows DP-SGD names its
 private networks, whose parameters are exactly their optimizers', and trains privately through
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, TINY, image_set, write_params
+from conftest import REPO, TINY, image_set, save_text_split, text_set, write_params
 
 from aigc.checkpoint import load_checkpoint, load_model
 from aigc.imagesets import load_image_set, save_image_set
@@ -31,6 +32,8 @@ from aigc.models import MODELS
 from aigc.models.base import GenerativeModel
 from aigc.params import ParamsError
 from aigc.sampling import interpolation
+from aigc.text_sampling import homotopy
+from aigc.text_sets import BOS, EOS, PAD, load_token_set
 from aigc.training import TrainingStopped, read_train_params, resume_key, train
 
 STEPS = 6  # training steps of each run
@@ -39,7 +42,10 @@ STOP_AT = 3  # the step after which the interrupted run gets SIGTERM
 
 def test_every_family_in_params_is_registered_and_every_registered_one_has_params():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert set(params["models"]) <= set(MODELS)
+    assert set(params["models"]) <= {name for name in MODELS if MODELS[name].modality == "image"}
+    assert set(params["text_models"]) <= {
+        name for name in MODELS if MODELS[name].modality == "text"
+    }
     assert all(family in params["train"] for family in MODELS)
 
 
@@ -57,7 +63,8 @@ def test_a_new_family_needs_one_file_one_registry_line_one_params_section(
 
 def check_contract(family: str, section: dict, tmp_path: Path, monkeypatch) -> None:
     data = tmp_path / "data"
-    save_image_set(data, image_set(96, seed=3))
+    text = MODELS[family].modality == "text"
+    save_text_split(data, text_set(96, seed=3)) if text else save_image_set(data, image_set(96, 3))
     section = {**section, "epochs": 0, "steps": STEPS, "batch_size": 16, "ema_decay": 0.9}
 
     whole = run(tmp_path / "whole", data, family, section)
@@ -75,7 +82,8 @@ def check_contract(family: str, section: dict, tmp_path: Path, monkeypatch) -> N
 
     model, _ = load_model(tmp_path / "whole" / "model.pt")
     assert isinstance(model, GenerativeModel) and not model.training
-    check_sampling(model)
+    assert any(module is model.sampling_network for module in model.modules())
+    check_text_sampling(model) if text else check_sampling(model)
     check_membership_scores(model)
     conditional = {**section, "conditional": True, "steps": 2}
     run(tmp_path / "conditional", data, family, conditional)
@@ -88,7 +96,8 @@ def run(folder: Path, data: Path, family: str, section: dict) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     overrides = {"train": {"common": {"checkpoint_every": 2, "device": "cpu"}, family: section}}
     params = write_params(folder, overrides)
-    images = load_image_set(data, mmap=False)
+    text = MODELS[family].modality == "text"
+    images = load_token_set(data) if text else load_image_set(data, mmap=False)
     common, loop, config, raw = read_train_params(params, family, images)
     resume_dir = folder / ".resume" / resume_key(raw, images)
     out = folder / "model.pt"
@@ -133,8 +142,37 @@ def check_sampling(model: GenerativeModel) -> None:
             model.reconstruct(samples)
 
 
+def check_text_sampling(model: GenerativeModel) -> None:
+    """Token rows: <bos>, characters, one <eos>, padding; seeded; scored; decoded."""
+    length = model.config.max_length
+    samples = model.sample(6, rng=torch.Generator().manual_seed(0))
+    assert samples.shape == (6, length) and samples.dtype == torch.int64
+    assert (samples[:, 0] == BOS).all() and ((samples == EOS).sum(1) == 1).all()
+    after_end = (samples == EOS).int().cumsum(1) - (samples == EOS).int() > 0
+    assert (samples[after_end] == PAD).all() and not (samples[~after_end] == PAD).any()
+    assert torch.equal(samples, model.sample(6, rng=torch.Generator().manual_seed(0)))
+    assert not torch.equal(samples, model.sample(6, rng=torch.Generator().manual_seed(1)))
+    assert all(isinstance(text, str) for text in model.texts(samples))
+    nats = model.token_nll(samples)
+    assert nats.shape == (6,) and (nats > 0).all() and torch.isfinite(nats).all()
+    assert model.bound in ("exact", "elbo")
+    if model.encodes:
+        assert model.reconstruct(samples).shape == (6, length)
+        path = homotopy(model, text_set(8, seed=5), steps=3)
+        assert len(path["texts"]) == 3 and path["from"] != path["to"]
+    else:
+        with pytest.raises(NotImplementedError):
+            model.reconstruct(samples)
+
+
 def check_membership_scores(model: GenerativeModel) -> None:
     config = model.config
+    if model.modality == "text":
+        images = model.sample(5, rng=torch.Generator().manual_seed(4))  # token rows
+        scores = model.membership_scores(images)
+        assert scores.shape == (5,) and torch.isfinite(scores).all()
+        assert torch.equal(scores, model.membership_scores(images))
+        return
     images = torch.rand(5, config.channels, config.image_size, config.image_size)
     scores = model.membership_scores(images)
     assert scores.shape == (5,) and torch.isfinite(scores).all()
@@ -178,6 +216,8 @@ def check_conditional(model: GenerativeModel) -> None:
     count = model.config.num_classes
     labels = torch.arange(count)
     samples = model.sample(count, labels, rng=torch.Generator().manual_seed(0))
-    assert samples.shape[0] == count and 0 <= samples.min() and samples.max() <= 1
+    assert samples.shape[0] == count
+    if model.modality == "image":
+        assert 0 <= samples.min() and samples.max() <= 1
     with pytest.raises(ValueError, match="labels in 0"):
         model.sample(2, torch.tensor([0, count]))

@@ -5,7 +5,7 @@ that a stage loads but does not list is a change DVC cannot see: results go stal
 
 What a stage loads is measured, not guessed: a fresh Python imports the stage's module (from its
 `cmd`, `python -m stages.NAME`) and reports every `aigc.*`/`stages.*` module in `sys.modules`.
-A stage of a `foreach` over params.yaml `models` also runs its family (train builds it, sample
+A stage of a `foreach` over params.yaml `models` (or `text_models`) also runs its family (train builds it, sample
 and evaluate load its checkpoint), so there the fresh Python also looks the family up in
 `aigc.models.MODELS`, which imports that family's file and what it imports. Imports inside
 functions count only when these two steps reach them.
@@ -68,7 +68,8 @@ print(json.dumps(found))
 
 def expand_stages(pipeline: dict, params: dict) -> dict[str, dict]:
     """dvc.yaml's stages with `foreach` over a params list expanded: name (or name@item) ->
-    {"group", "cmd", "deps", "family"}; `family` is the item of a foreach over `models`."""
+    {"group", "cmd", "deps", "family"}; `family` is the item of a foreach over `models` or
+    `text_models`."""
     stages = {}
     for name, stage in pipeline["stages"].items():
         if "foreach" not in stage:
@@ -87,7 +88,7 @@ def expand_stages(pipeline: dict, params: dict) -> dict[str, dict]:
                 "group": name,
                 "cmd": fill(stage["do"]["cmd"]),
                 "deps": [fill(dep) for dep in stage["do"].get("deps", [])],
-                "family": item if key[1] == "models" else None,
+                "family": item if key[1] in ("models", "text_models") else None,
             }
     return stages
 
@@ -189,12 +190,19 @@ def test_no_stage_lists_a_project_file_none_of_its_group_loads(measured):
     assert {name: files for name, files in problems.items() if files} == {}
 
 
+def family_file(family: str) -> str:
+    """The file of a registered family (its module in MODELS)."""
+    from aigc.models import MODELS
+
+    return MODELS.modules[family].replace(".", "/") + ".py"
+
+
 def test_a_family_stage_loads_its_own_family_and_no_other(measured):
     stages, loaded = measured
-    families = {f"aigc/models/{stage['family']}.py" for stage in stages.values() if stage["family"]}
-    assert len(families) >= 2
+    families = {family_file(stage["family"]) for stage in stages.values() if stage["family"]}
+    assert len(families) >= 5
     for name, stage in stages.items():
-        own = {f"aigc/models/{stage['family']}.py"} if stage["family"] else set()
+        own = {family_file(stage["family"])} if stage["family"] else set()
         assert loaded[name] & families == own, name
 
 

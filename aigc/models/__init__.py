@@ -1,9 +1,11 @@
 """The model families, chosen by name from `MODELS` (a family's file is imported on lookup).
 
 `MODELS[name]` is the family's class, a subclass of `GenerativeModel`; the contract every family
-keeps (Config, train_step, latent_shape/decode, sample, sampling_network, encode/reconstruct,
-configure_sampling) is declared in `aigc/models/base.py`. To add a family: one file defining
-`MODEL`, one line below, one `train.<name>` section in params.yaml.
+keeps (Config, modality, train_step, sample, preview, sampling_network, encode/reconstruct,
+configure_sampling) is declared in `aigc/models/base.py`, with the image half (`ImageModel`)
+there and the text half (`TextModel`) in `aigc/models/text/base.py`. To add a family: one file
+defining `MODEL`, one line below, one `train.<name>` section in params.yaml, and its name in
+`models` (an image family) or `text_models` (a text family).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ MODELS: Mapping[str, type[GenerativeModel]] = FamilyRegistry(
         "vae": "aigc.models.vae",
         "vaegan": "aigc.models.vaegan",
         "ddpm": "aigc.models.ddpm",
+        "charrnn": "aigc.models.text.charrnn",
+        "textvae": "aigc.models.text.textvae",
+        "gpt": "aigc.models.text.gpt",
     }
 )
 

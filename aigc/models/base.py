@@ -17,6 +17,7 @@
       sampling_network                                     the submodule EMA averages
       encodes, encode, reconstruct                         for families with an encoder
       configure_sampling(...)                              for families with a sampler to set
+      plan(total_steps)                                    for families with an LR schedule
       membership_scores(batch, labels) -> (B,)            the white-box membership attack
       private_networks() -> {optimizer name: network}     what DP-SGD clips and noises
 
@@ -172,6 +173,10 @@ class GenerativeModel(nn.Module, abc.ABC):
         self, sampler: str = "ddim", steps: int = 25, eta: float = 0.0, guidance_scale: float = 1.0
     ) -> None:
         """Set how `sample` runs; only families with an iterative sampler (diffusion) use it."""
+
+    def plan(self, total_steps: int) -> None:
+        """The number of steps the run will take, told by the loop before the first one, for
+        families whose learning rate follows a schedule."""
 
     def private_networks(self) -> dict[str, nn.Module]:
         """Optimizer name -> the network it updates, for every optimizer whose gradients see

@@ -188,11 +188,16 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) summed over latent dimensions and batch:
-    -1/2 sum(1 + logvar - mu^2 - exp(logvar)) (Kingma & Welling 2014, appendix B)."""
+def gaussian_kl_terms(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) of each latent dimension of each item, (B, D):
+    -1/2 (1 + logvar - mu^2 - exp(logvar)) (Kingma & Welling 2014, appendix B)."""
     mu, logvar = mu.float(), logvar.float()
-    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """`gaussian_kl_terms` summed over latent dimensions and batch."""
+    return gaussian_kl_terms(mu, logvar).sum()
 
 
 # ---------------------------------------------------------------------------------------------

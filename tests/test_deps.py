@@ -6,9 +6,9 @@ that a stage loads but does not list is a change DVC cannot see: results go stal
 What a stage loads is measured, not guessed: a fresh Python imports the stage's module (from its
 `cmd`, `python -m stages.NAME`) and reports every `aigc.*`/`stages.*` module in `sys.modules`.
 A stage of a `foreach` over params.yaml `models` (or `text_models`) also runs its family (train
-builds it, sample and evaluate load its checkpoint), so there the fresh Python also looks the family up in
-`aigc.models.MODELS`, which imports that family's file and what it imports. Imports inside
-functions count only when these two steps reach them.
+builds it, sample and evaluate load its checkpoint), so there the fresh Python also looks the
+family up in `aigc.models.MODELS`, which imports that family's file and what it imports.
+Imports inside functions count only when these two steps reach them.
 
 The other direction is checked per stage group (a `foreach` with all its instances): a Python
 file in `deps:` that no instance loads is stale and re-runs the stage for nothing. Within a

@@ -7,6 +7,7 @@ stands beside its real-image grid, and the PR markdown is assembled from DVC's d
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import re
@@ -108,8 +109,44 @@ def write_fake_tree(root) -> None:
     (root / "metrics/dcgan.json").write_text(  # a stale metrics file's timings are never shown
         json.dumps(metrics_for("dcgan", 40.0) | {"images_per_second": 999.0, "train_seconds": 9.0})
     )
-    params = {"models": MODELS}
+    write_fake_text_tree(root)
+    params = {"models": MODELS, "text_models": TEXT_MODELS}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+TEXT_MODELS = ["gpt", "textvae"]
+HOSTILE = '<script>document.body.dataset.pwned = 1</script> & "quoted" \u202etext'
+
+
+def write_fake_text_tree(root) -> None:
+    """Text metrics for the real floor, gpt and textvae, and their samples.json: a sample and
+    a corpus line hold a script tag, which the page must show as text."""
+    text = root / "metrics/text"
+    text.mkdir(parents=True)
+    base = {"frechet_distance": 1.2, "frechet_distance_se": 0.4, "precision": 0.88,
+            "recall": 0.85, "coverage": 0.97, "classes_covered": 10, "class_kl": 0.006,
+            "copy_span_share": 0.03, "unigram_bits_per_character": 4.47}  # fmt: skip
+    (text / "real.json").write_text(json.dumps(base))
+    gpt = base | {"bits_per_character": 2.15, "bound": "exact", "recall": 0.5}
+    (text / "gpt.json").write_text(json.dumps(gpt))
+    (text / "textvae.json").write_text(
+        json.dumps(base | {"bits_per_character": 2.5, "bound": "elbo"})
+    )
+    (root / "metrics/text_data.json").write_text(json.dumps({"collected": 9, "kept": 7,
+                                                             "rejected": 2}))  # fmt: skip
+    samples = root / "reports/text/samples"
+    (samples / "gpt").mkdir(parents=True)
+    shown = {"people": [HOSTILE, "plain text"], "work": ["a <b>bold</b> claim"]}
+    (samples / "gpt/samples.json").write_text(json.dumps({"samples": shown}))
+    (samples / "textvae").mkdir(parents=True)
+    (samples / "textvae/samples.json").write_text(json.dumps({
+        "samples": {"": ["prior sample"]},
+        "reconstructions": [{"text": HOSTILE, "reconstruction": "rebuilt"}],
+        "homotopy": {"from": "first text", "to": "last text", "texts": ["a", "b", "c"]},
+    }))  # fmt: skip
+    (root / "logs/text/gpt").mkdir(parents=True)
+    (root / "logs/text/gpt/metrics.json").write_text(json.dumps({"train_seconds": 230.0}))
+    (root / "logs/text/gpt/sampling.json").write_text(json.dumps({"characters_per_second": 900.0}))
 
 
 @pytest.fixture
@@ -132,6 +169,12 @@ def report(tmp_path, monkeypatch):
             "reports/real_grids",
             "--logs",
             "logs",
+            "--text-metrics",
+            "metrics/text",
+            "--text-samples",
+            "reports/text/samples",
+            "--text-logs",
+            "logs/text",
             "--out",
             "reports/index.html",
             "--summary",
@@ -381,6 +424,8 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
         "const drawn = all.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0);"
         "document.body.dataset.images = all.length; document.body.dataset.drawn = drawn.length;"
         "document.body.dataset.rows = document.querySelectorAll('#results tbody tr').length;"
+        "document.body.dataset.escaped = [...document.querySelectorAll('pre.text')]"
+        ".filter(p => p.textContent.includes('<script>')).length;"
         "});</script>"
     )
     checked = tmp_path / "checked.html"
@@ -407,11 +452,26 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
         timeout=90,
     )
     dom = result.stdout
-    found = dict(re.findall(r'data-(images|drawn|rows)="(\d+)"', dom))
+    found = dict(re.findall(r'data-(images|drawn|rows|escaped|pwned)="(\d+)"', dom))
     assert found, f"chromium gave no verdict:\n{result.stderr[-2000:]}"
     # 4 grids (gan grid, its real grid, interpolation; dcgan grid), 1 loss chart, 1 histogram.
     assert int(found["images"]) == 6 and found["drawn"] == found["images"]
     assert int(found["rows"]) == 1 + len(MODELS)
+    # the script tags of a sample and a corpus text are shown as text and never run
+    assert found["escaped"] == "2" and "pwned" not in found
+
+
+def test_the_text_section_shows_the_table_samples_and_homotopy_escaped(report):
+    page = (report / "reports/index.html").read_text()
+    section = page[page.index('<h2 id="text">') :]
+    assert "<script>document" not in section
+    assert html.escape(HOSTILE, quote=True) in section
+    assert "a &lt;b&gt;bold&lt;/b&gt; claim" in section and "<b>bold</b>" not in section
+    assert "≤ 2.500" in section and "2.150" in section  # the VAE's bound is marked as one
+    assert "asked for class people" in section and "Homotopy" in section
+    assert "4.47 bits/char" in section and "900" in section and "230" in section
+    summary = (report / "reports/summary.md").read_text()
+    assert "## Text" in summary and "| gpt | 2.150 |" in summary and "<script>" not in summary
 
 
 def test_loss_curves_are_read_from_dvclive_tsvs(report):

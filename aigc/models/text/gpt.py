@@ -46,7 +46,7 @@ class Config(TextConfig):
     layers: int = spec(default=4, ge=1, doc="transformer blocks")
     heads: int = spec(default=4, ge=1, doc="attention heads per block")
     width: int = spec(default=128, ge=1, doc="model width (a multiple of heads)")
-    context: int = spec(default=512, ge=8, doc="tokens per packed training window")
+    context: int = spec(default=256, ge=8, doc="tokens per packed training window")
     dropout: float = spec(default=0.1, ge=0.0, lt=1.0, doc="dropout of the residual branches")
 
     def __post_init__(self) -> None:

@@ -48,9 +48,9 @@ class Config(TextConfig):
     family: ClassVar[str] = "textvae"
 
     latent_dim: int = spec(default=32, ge=1, doc="size of z")
-    hidden_size: int = spec(default=256, ge=1, doc="units of the encoder and decoder LSTMs")
+    hidden_size: int = spec(default=128, ge=1, doc="units of the encoder and decoder LSTMs")
     embedding_dim: int = spec(default=64, ge=1, doc="size of the character embeddings")
-    kl_warmup_steps: int = spec(default=1000, ge=0, doc="steps of the linear KL annealing")
+    kl_warmup_steps: int = spec(default=400, ge=0, doc="steps of the linear KL annealing")
     input_dropout: float = spec(default=0.25, ge=0.0, lt=1.0, doc="decoder inputs -> <unk>")
     free_bits: float = spec(default=0.1, ge=0.0, doc="KL nats per latent dim not penalised")
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-SUITES = ("data", "training", "privacy", "evaluation", "textbook")
+SUITES = ("data", "training", "text", "privacy", "evaluation", "textbook")
 
 
 def main() -> None:

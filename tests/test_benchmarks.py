@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -135,3 +136,20 @@ def test_textbook_suite_end_to_end(tmp_path, monkeypatch, capsys):
     assert "| **real** | – | 0.10 ± 0.02 |" in table
     assert "| gan | 161 | 85.00 | 0.250 | – |" in table
     assert f"| textbook-gan | {rows['textbook-gan'].metrics['train_seconds']:.0f} |" in table
+
+
+def test_text_suite_prints_each_text_family_s_training_and_sampling_speed(
+    tmp_path, monkeypatch, capsys
+):
+    import benchmarks.text
+
+    write_params(tmp_path)  # no text split here: the templated texts
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["text", "--steps", "1", "--samples", "2"])
+    benchmarks.text.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("text data: templated, 512 texts")
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == {"charrnn", "textvae", "gpt"}
+    for row in rows.values():
+        assert float(row[2]) > 0 and float(row[3]) > 0  # characters per second

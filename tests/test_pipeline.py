@@ -18,6 +18,7 @@ from conftest import run_command as run
 pytestmark = pytest.mark.slow
 
 MODELS = ["gan", "dcgan", "vae", "vaegan", "ddpm"]
+TEXT_MODELS = ["charrnn", "textvae", "gpt"]
 
 
 def stages_run(output: str) -> set[str]:
@@ -31,6 +32,8 @@ def test_repro_runs_everything_then_nothing_and_an_experiment_runs_one_branch(re
     expected |= {"evaluate-real", "collect-text", "clean-text", "split-text"}
     for stage in ("train", "sample", "evaluate"):
         expected |= {f"{stage}@{model}" for model in MODELS}
+        expected |= {f"{stage}-text@{model}" for model in TEXT_MODELS}
+    expected |= {"text-evaluator", "evaluate-text-real"}
     assert stages_run(first) == expected
 
     data = json.loads((repository / "metrics/data.json").read_text())
@@ -48,6 +51,9 @@ def test_repro_runs_everything_then_nothing_and_an_experiment_runs_one_branch(re
     run("git", "commit", "-qm", "baseline results", cwd=repository)
     experiment = run("dvc", "exp", "run", "-S", "train.dcgan.learning_rate=0.0001", cwd=repository)
     assert stages_run(experiment) == {"train@dcgan", "sample@dcgan", "evaluate@dcgan", "report"}
+    experiment = run("dvc", "exp", "run", "-S", "train.gpt.layers=2", cwd=repository)
+    assert stages_run(experiment) == {
+        "train-text@gpt", "sample-text@gpt", "evaluate-text@gpt", "report"}  # fmt: skip
 
 
 def check_metrics_and_report(repository: Path) -> None:
@@ -86,6 +92,15 @@ def check_metrics_and_report(repository: Path) -> None:
         assert rows[model][header.index("FID ↓")] == fid
         assert rows[model][header.index("Images/s ↑")] != "–"  # from logs/MODEL/sampling.json
         assert rows[model][header.index("Train s")] != "–"  # from logs/MODEL/metrics.json
+
+    text = {name: json.loads((repository / f"metrics/text/{name}.json").read_text())
+            for name in ["real", *TEXT_MODELS]}  # fmt: skip
+    for name in TEXT_MODELS:
+        assert text[name]["num_samples"] == 24  # tiny params: text_sample.num_samples
+        assert 0 < text[name]["bits_per_character"] < 10 and text[name]["copy_span_share"] >= 0
+    section = page[page.index('<h2 id="text">') :]
+    assert all(f'<h3 id="text-{name}">' in section for name in TEXT_MODELS)
+    assert "## Text" in "\n".join(lines)
 
 
 def test_a_forced_rerun_keeps_the_checkpoints_bytes(repository):

@@ -69,7 +69,15 @@ TINY = {
             "embedding_dim": 8,
             "kl_warmup_steps": 2,
         },
-        "gpt": {"steps": 4, "batch_size": 16, "layers": 1, "heads": 2, "width": 16, "context": 32},
+        "gpt": {  # the tiny corpus (a file: source) has no classes to condition on
+            "steps": 4,
+            "batch_size": 16,
+            "layers": 1,
+            "heads": 2,
+            "width": 16,
+            "context": 32,
+            "conditional": False,
+        },
     },
     "text": {"source": "file:corpus.txt", "classes": []},  # written by the project fixture
     "text_sample": {"num_samples": 24, "batch_size": 12},

@@ -83,7 +83,10 @@ def add_sweep_arguments(parser, steps: int, samples: int) -> None:
 
 
 def run_queue(jobs: int = 1, poll: float = POLL_SECONDS, log=print) -> None:
-    """Start `jobs` queue workers and wait until the queue holds nothing queued or running."""
+    """Start `jobs` queue workers and wait until the queue holds nothing queued or running.
+
+    A worker started while the previous one is still shutting down can exit at once and leave
+    tasks queued with no worker ("0 active, 0 idle"); then the workers are started again."""
     dvc("queue", "start", "-j", str(jobs))
     while True:
         status = dvc("queue", "status")
@@ -91,6 +94,8 @@ def run_queue(jobs: int = 1, poll: float = POLL_SECONDS, log=print) -> None:
                 or " Running " in f" {line} "]  # fmt: skip
         if not busy:
             return
+        if "0 active, 0 idle" in status:  # tasks left and no worker to run them
+            dvc("queue", "start", "-j", str(jobs))
         log(f"{len(busy)} experiments queued or running")
         time.sleep(poll)
 

@@ -13,6 +13,7 @@ from conftest import text_set
 from aigc.models import MODELS
 from aigc.models.layers import gaussian_kl, gaussian_kl_terms
 from aigc.models.text.base import finish_rows, pack, pick_next, row_lengths, shifted_nll
+from aigc.params import ParamsError
 from aigc.text_sets import BOS, EOS, PAD, TokenSet, Vocabulary
 
 
@@ -78,14 +79,16 @@ def test_finish_rows_closes_unfinished_rows_and_pads_after_the_end():
     assert finished.tolist() == [[BOS, 5, EOS, PAD], [BOS, 5, 6, EOS]]
 
 
-@pytest.mark.parametrize("family", ["charrnn", "gpt"])
+@pytest.mark.parametrize("family", ["charrnn", "gpt", "gpt-rotary"])
 @pytest.mark.parametrize("conditional", [False, True])
 def test_step_by_step_sampling_sees_what_the_full_forward_pass_sees(family, conditional):
-    """The recurrent state (charrnn) and the key/value cache (gpt) give, token by token, the
-    logits that one causal pass over the whole row gives: sampling draws from the model that
-    `token_nll` scores."""
+    """The recurrent state (charrnn) and the key/value cache (gpt, with either kind of
+    positions) give, token by token, the logits that one causal pass over the whole row gives:
+    sampling draws from the model that `token_nll` scores."""
     fields = {"hidden_size": 16, "layers": 2} if family == "charrnn" else {
-        "layers": 2, "width": 16, "heads": 2}  # fmt: skip
+        "layers": 2, "width": 16, "heads": 2,
+        "positions": "rotary" if family == "gpt-rotary" else "learned"}  # fmt: skip
+    family = family.split("-")[0]
     network_model, data = model(family, conditional, **fields)
     rows = torch.from_numpy(data.tokens[:3, :20])
     labels = torch.tensor([0, 1, 0]) if conditional else None
@@ -109,9 +112,10 @@ def test_step_by_step_sampling_sees_what_the_full_forward_pass_sees(family, cond
     assert torch.allclose(torch.cat(steps, 1), whole, atol=1e-5)
 
 
-def test_gpt_attention_stays_inside_each_packed_text():
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_gpt_attention_stays_inside_each_packed_text(positions):
     """A text's loss in a packed window is the loss it has alone: nothing leaks between texts."""
-    gpt, data = model("gpt", layers=2, width=16, heads=2, context=512)  # one window
+    gpt, data = model("gpt", layers=2, width=16, heads=2, context=512, positions=positions)
     rows = torch.from_numpy(data.tokens[:4])
     rows = rows[:, : int(row_lengths(rows).max())]
     ids, positions, documents, _ = pack(rows, None, context=512)
@@ -125,6 +129,25 @@ def test_gpt_attention_stays_inside_each_packed_text():
     for text in range(4):
         mine = predicted & (documents[:, :-1] == text)
         assert torch.allclose(losses[mine].sum(), alone[text], rtol=1e-4)
+
+
+def test_rotary_attention_depends_on_relative_positions_only():
+    """RoPE turns queries and keys by their positions, so q . k depends only on their distance:
+    shifting every position by one constant leaves a rotary gpt's logits unchanged (and moves a
+    learned-position gpt's)."""
+    rows = None
+    for positions, moves in (("rotary", False), ("learned", True)):
+        gpt, data = model("gpt", layers=2, width=16, heads=2, positions=positions)
+        rows = torch.from_numpy(data.tokens[:3, :12])
+        length = rows.shape[1]
+        where = torch.arange(length).expand_as(rows)
+        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        with torch.no_grad():
+            logits = gpt.network(rows, where, None, causal)
+            shifted = gpt.network(rows, where + 7, None, causal)
+        assert torch.allclose(logits, shifted, atol=1e-5) != moves
+    with pytest.raises(ParamsError, match="train.gpt.width = 18"):
+        model("gpt", width=18, heads=2, positions="rotary")  # head width 9: no pairs
 
 
 def test_the_kl_term_is_the_closed_form_of_two_gaussians():

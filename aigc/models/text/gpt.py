@@ -38,6 +38,23 @@ from aigc.models.text.base import (
 from aigc.params import ParamsError, spec
 from aigc.text_sets import BOS, EOS, PAD
 
+POSITIONS = ("learned", "rotary")
+
+
+def rotary_angles(positions: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (B, 1, T, dim / 2) of each position's rotation angles (RoPE: Su et al. 2021,
+    frequencies 10000^(-2i/dim))."""
+    frequencies = 10000.0 ** -(torch.arange(0, dim, 2, device=positions.device) / dim)
+    angles = positions[:, None, :, None].float() * frequencies
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, angles: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Each pair (x_i, x_{i + dim/2}) of queries or keys (B, H, T, dim) turned by its angle."""
+    cos, sin = angles
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
+
 
 @dataclass(frozen=True)
 class Config(TextConfig):
@@ -48,9 +65,17 @@ class Config(TextConfig):
     width: int = spec(default=128, ge=1, doc="model width (a multiple of heads)")
     context: int = spec(default=256, ge=8, doc="tokens per packed training window")
     dropout: float = spec(default=0.1, ge=0.0, lt=1.0, doc="dropout of the residual branches")
+    positions: str = spec(
+        default="learned", choices=POSITIONS, doc="learned position embeddings, or rotary"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.positions == "rotary" and (self.width // self.heads) % 2:
+            raise ParamsError(
+                f"train.gpt.width = {self.width}: rotary positions need an even head width"
+                f" (width / heads = {self.width // self.heads})"
+            )
         if self.width % self.heads:
             raise ParamsError(
                 f"train.gpt.width = {self.width} is not a multiple of heads = {self.heads}"
@@ -72,10 +97,12 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)  # on the residual branches only: dropout of the
         # attention weights would make a CPU's attention take the slow path, at twice the time
 
-    def forward(self, x, mask=None, cache=None):
+    def forward(self, x, mask=None, cache=None, angles=None):
         batch, length, width = x.shape
         q, k, v = self.qkv(self.norm1(x)).split(width, dim=2)
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        if angles is not None:  # rotary positions: queries and keys turned by their position
+            q, k = rotate(q, angles), rotate(k, angles)
         if cache is not None:  # sampling: this step's keys after the cached ones
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
@@ -93,7 +120,9 @@ class Transformer(nn.Module):
         super().__init__()
         classes = config.num_classes if config.conditional else 0
         self.embed = Embeddings(config.vocab_size, config.width, classes)
-        self.positions = nn.Embedding(config.max_length, config.width)
+        self.rotary = config.positions == "rotary"
+        self.head_width = config.width // config.heads
+        self.positions = None if self.rotary else nn.Embedding(config.max_length, config.width)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.width)
@@ -102,9 +131,13 @@ class Transformer(nn.Module):
         self.apply(initialise)
 
     def forward(self, ids, positions, labels=None, mask=None, caches=None):
-        x = self.drop(self.embed(ids, labels) + self.positions(positions))
+        x = self.embed(ids, labels)
+        angles = rotary_angles(positions, self.head_width) if self.rotary else None
+        if not self.rotary:
+            x = x + self.positions(positions)
+        x = self.drop(x)
         for index, block in enumerate(self.blocks):
-            x = block(x, mask, None if caches is None else caches[index])
+            x = block(x, mask, None if caches is None else caches[index], angles)
         return self.head(self.norm(x))
 
 

@@ -207,3 +207,30 @@ def test_the_learning_rate_warms_up_then_decays_to_its_floor():
         0.001 + 0.009 * 0.5 * (1 + math.cos(math.pi / 2))
     )
     assert charrnn.learning_rate(110) == pytest.approx(0.001)
+
+
+def test_gpt_rows_that_finish_leave_the_batch_without_changing_the_rest(monkeypatch):
+    """Each row of a sampled batch is what it is sampled alone, while rows finish, and leave
+    the batch and its key/value cache, at different steps. The draw is made deterministic:
+    the likeliest token, with one common character read as `<eos>`, so rows end where their
+    own greedy text first holds it (the third character of the first row's greedy text)."""
+    gpt, data = model("gpt", True, layers=2, width=32, heads=2, positions="rotary")
+    wanted = torch.tensor([0, 1, 1, 0, 1])
+    stop = -1
+
+    def first_stop(logits, temperature, top_k, rng):
+        logits = logits.float().cpu()
+        logits[:, [PAD, BOS]] = -math.inf
+        greedy = logits.argmax(1)
+        return torch.where(greedy == stop, EOS, greedy)
+
+    monkeypatch.setattr("aigc.models.text.gpt.pick_next", first_stop)
+    gpt.network.embed.classes.weight.data.normal_(
+        0, 1.0, generator=torch.Generator().manual_seed(0)
+    )
+    stop = int(gpt.sample(5, wanted)[0, 3])
+    batch = gpt.sample(5, wanted)
+    lengths = row_lengths(batch)
+    assert len(set(lengths.tolist())) > 1 and int(lengths.min()) < gpt.config.max_length
+    for row, label in zip(batch, wanted, strict=True):
+        assert torch.equal(row, gpt.sample(1, label[None])[0])

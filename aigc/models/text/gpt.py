@@ -7,6 +7,13 @@ count from each text's `<bos>`, so a text is modelled exactly as it is scored an
 its own, from its start. The loss is the mean next-token cross entropy over the characters and
 `<eos>`s predicted. Sampling runs from `<bos>` with a key/value cache, one token a step.
 
+Positions are `learned` (GPT-2's embedding added to the input) or `rotary` (RoPE, Su et al.
+2021: each head's queries and keys turned by angles proportional to their position, so
+attention sees only how far apart two characters are). On fortunes at 600 steps, side by
+side on one machine, rotary reached 2.59 bits/char on the val split against 3.05 for learned
+positions, at 5 % more time a step: a learned table of 400 positions, started at N(0, 0.02),
+is slow to learn from 6 000 texts.
+
 Class conditioning (`conditional: true`) adds the class's embedding to every token's input. A
 conditional model has one vector per text to attend to, and cross-attention over a single key
 has softmax weight 1: it reduces to adding a projection of that vector at every position. The
@@ -195,17 +202,23 @@ class GPT(TextModel):
         length = self.config.max_length
         rows = torch.full((n, length), PAD, dtype=torch.long)
         rows[:, 0] = BOS
-        done = torch.zeros(n, dtype=torch.bool)
+        active = torch.arange(n)  # the rows still sampling; a finished row leaves the batch
         caches = [{} for _ in self.network.blocks]
         for position in range(1, length):
-            previous = rows[:, position - 1 : position].to(self.device)
+            previous = rows[active, position - 1 : position].to(self.device)
             where = torch.full_like(previous, position - 1)
             logits = self.network(previous, where, labels, None, caches)
             token = pick_next(logits[:, -1], self.temperature, self.top_k, rng)
-            rows[:, position] = torch.where(done, PAD, token)
-            done |= token == EOS
-            if bool(done.all()):
-                break
+            rows[active, position] = token
+            going = token != EOS
+            if not bool(going.all()):
+                if not bool(going.any()):
+                    break
+                active, kept = active[going], going.to(self.device)
+                labels = None if labels is None else labels[kept]
+                for cache in caches:
+                    cache["k"], cache["v"] = cache["k"][kept], cache["v"][kept]
+        done = (rows == EOS).any(1)
         return finish_rows(rows, done)
 
 

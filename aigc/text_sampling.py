@@ -39,6 +39,9 @@ class TextSampleParams:
     temperature: float = spec(default=1.0, gt=0.0, doc="softmax temperature")
     top_k: int = spec(default=0, ge=0, doc="draw from the k likeliest tokens (0 = all)")
     seed: int = spec(default=0, ge=0, doc="seed of the sampling noise")
+    decode_temperature: float = spec(
+        default=0.5, gt=0.0, doc="softmax temperature of reconstructions and the homotopy"
+    )
 
 
 @torch.no_grad()
@@ -96,22 +99,41 @@ def picked_texts(text_set: TextSet, count: int) -> tuple[list[str], torch.Tensor
 
 
 @torch.no_grad()
-def reconstructions(model, text_set: TextSet, count: int = 8) -> list[dict] | None:
-    """[{"text", "reconstruction"}] of `count` held-out texts (greedy decoding of the posterior
-    mean); None for families that do not encode."""
+def decode_at(model, z, labels, temperature: float, seed: int) -> torch.Tensor:
+    """Rows decoded from z, drawn at `temperature` (the whole vocabulary) by a generator seeded
+    with `seed`. Greedy decoding of a character decoder falls into loops ("the stand the stand
+    ..."); a low temperature shows the likely text without them."""
+    kept = model.temperature, model.top_k
+    model.configure_text_sampling(temperature, 0)
+    try:
+        return model.decode_latents(z, labels, torch.Generator().manual_seed(seed))
+    finally:
+        model.configure_text_sampling(*kept)
+
+
+@torch.no_grad()
+def reconstructions(
+    model, text_set: TextSet, count: int = 8, temperature: float = 0.5, seed: int = 0
+) -> list[dict] | None:
+    """[{"text", "reconstruction"}] of `count` held-out texts: the posterior mean decoded at
+    `temperature` (decode_at); None for families that do not encode."""
     if not model.encodes or len(text_set) == 0:
         return None
     texts, labels = picked_texts(text_set, count)
     rows = model_rows(model, texts).to(model.device)
-    rebuilt = model.texts(model.reconstruct(rows, labels if model.conditional else None))
+    labels = labels.to(model.device) if model.conditional else None
+    rebuilt = model.texts(decode_at(model, model.encode(rows, labels), labels, temperature, seed))
     return [{"text": a, "reconstruction": b} for a, b in zip(texts, rebuilt, strict=True)]
 
 
 @torch.no_grad()
-def homotopy(model, text_set: TextSet, steps: int = 7) -> dict | None:
-    """{"from", "to", "texts"}: greedy decodings of z = (1 - t) mu_a + t mu_b at `steps` evenly
-    spaced t, between the first and last of the texts `reconstructions` shows; None for
-    families that do not encode. A conditional model keeps the first text's class."""
+def homotopy(
+    model, text_set: TextSet, steps: int = 7, temperature: float = 0.5, seed: int = 0
+) -> dict | None:
+    """{"from", "to", "texts"}: z = (1 - t) mu_a + t mu_b at `steps` evenly spaced t, between
+    the first and last of the texts `reconstructions` shows, each decoded at `temperature` with
+    the same noise (a generator seeded with `seed` per point), so the texts differ by z alone;
+    None for families that do not encode. A conditional model keeps the first text's class."""
     if not model.encodes or len(text_set) < 2:
         return None
     texts, labels = picked_texts(text_set, 8)
@@ -121,9 +143,6 @@ def homotopy(model, text_set: TextSet, steps: int = 7) -> dict | None:
     mu = model.encode(rows, pair_labels)
     weights = torch.linspace(0, 1, steps, device=mu.device)[:, None]
     path = (1 - weights) * mu[0] + weights * mu[1]
-    path_labels = None if pair_labels is None else pair_labels[:1].expand(steps)
-    return {
-        "from": first,
-        "to": last,
-        "texts": model.texts(model.decode_latents(path, path_labels)),
-    }
+    point_labels = None if pair_labels is None else pair_labels[:1]
+    decoded = [decode_at(model, z[None], point_labels, temperature, seed)[0] for z in path]
+    return {"from": first, "to": last, "texts": model.texts(torch.stack(decoded))}

@@ -9,7 +9,7 @@ Writes --out: a text set (texts.csv: id, origin "sample", label = the requested 
        num_samples, conditional, temperature, top_k};
        --reports: samples.json, what the report shows: the first samples (per class when
        conditional), and for families that encode, reconstructions and the homotopy between
-       two held-out texts;
+       two held-out texts (decoded at `decode_temperature` with the seed's noise);
        --timings (optional): {num_samples, sampling_seconds, characters_per_second}, kept out
        of the cached --out so a bit-identical re-run keeps its hash.
 
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
             write_json(Path(args.out) / "info.json", info)
         if args.reports:
             write_json(
-                Path(args.reports) / "samples.json", shown(model, texts, labels, classes, test)
+                Path(args.reports) / "samples.json",
+                shown(model, texts, labels, classes, test, params),
             )
         if args.timings:
             write_json(args.timings, {"num_samples": len(texts), "sampling_seconds": seconds,
@@ -112,7 +113,7 @@ def sample_set(texts: list[str], labels, classes: list[str]) -> TextSet:
     return TextSet(table[COLUMNS], classes)
 
 
-def shown(model, texts, labels, classes, test: TextSet | None) -> dict:
+def shown(model, texts, labels, classes, test: TextSet | None, params: TextSampleParams) -> dict:
     """What the report shows of this model's texts (see the module docstring)."""
     if model.conditional:
         by_class = {
@@ -125,8 +126,9 @@ def shown(model, texts, labels, classes, test: TextSet | None) -> dict:
         by_class = {"": texts[:SHOWN]}
     found = {"samples": by_class}
     if test is not None and model.encodes:
-        found["reconstructions"] = reconstructions(model, test)
-        found["homotopy"] = homotopy(model, test)
+        decoding = {"temperature": params.decode_temperature, "seed": params.seed}
+        found["reconstructions"] = reconstructions(model, test, **decoding)
+        found["homotopy"] = homotopy(model, test, **decoding)
     return found
 
 

@@ -14,6 +14,7 @@ from aigc.models import MODELS
 from aigc.models.layers import gaussian_kl, gaussian_kl_terms
 from aigc.models.text.base import finish_rows, pack, pick_next, row_lengths, shifted_nll
 from aigc.params import ParamsError
+from aigc.text_sampling import decode_at, homotopy, model_rows, reconstructions
 from aigc.text_sets import BOS, EOS, PAD, TokenSet, Vocabulary
 
 
@@ -234,3 +235,21 @@ def test_gpt_rows_that_finish_leave_the_batch_without_changing_the_rest(monkeypa
     assert len(set(lengths.tolist())) > 1 and int(lengths.min()) < gpt.config.max_length
     for row, label in zip(batch, wanted, strict=True):
         assert torch.equal(row, gpt.sample(1, label[None])[0])
+
+
+def test_the_homotopy_decodes_every_point_with_the_same_noise_and_leaves_sampling_as_it_was():
+    """Each point of the homotopy is z decoded at the decode temperature by a generator of the
+    given seed: its first text is mu of the first text decoded alone, the same on every call;
+    the model's own sampling temperature and top-k are restored afterwards."""
+    vae, data = model("textvae", hidden_size=16, latent_dim=4, embedding_dim=8)
+    vae.configure_text_sampling(1.5, 3)
+    texts = text_set(8, seed=5)
+    path = homotopy(vae, texts, steps=3, temperature=0.5, seed=7)
+    assert (vae.temperature, vae.top_k) == (1.5, 3)
+    assert path == homotopy(vae, texts, steps=3, temperature=0.5, seed=7)
+    mu = vae.encode(model_rows(vae, [path["from"]]))
+    alone = vae.texts(decode_at(vae, mu, None, 0.5, 7))
+    assert path["texts"][0] == alone[0]
+    assert (vae.temperature, vae.top_k) == (1.5, 3)
+    rebuilt = reconstructions(vae, texts, count=4, temperature=0.5, seed=7)
+    assert len(rebuilt) == 4 and rebuilt == reconstructions(vae, texts, 4, 0.5, 7)

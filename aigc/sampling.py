@@ -7,8 +7,8 @@ same images on the same machine. Images leave as uint8 arrays (N, C, H, W).
   0, 1, ..., K-1, 0, ... (returned), an unconditional one labels -1.
 - `interpolation`: rows of images decoded along a spherical interpolation (slerp; Shoemake 1985,
   used for generative models by White 2016, https://arxiv.org/abs/1609.04468) between two
-  noise vectors, through the contract's `latent_shape` and `decode(latents, labels)`: the noise
-  that `sample` draws and maps (a GAN's z, a VAE's prior sample, a diffusion model's x_T).
+  noise vectors, through the contract's `latents(n, rng)` and `decode(latents, labels)`: the
+  noise that `sample` draws and maps (a GAN's z, a VAE's prior sample, a diffusion model's x_T).
 - `class_rows`: a row per class (conditional models).
 - `reconstruction_pairs`: real images and, below each row of them, their reconstructions
   (families with `encodes`).
@@ -97,7 +97,7 @@ def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torc
 def interpolation(model, rows: int = 4, steps: int = 10, seed: int = 0) -> np.ndarray:
     """rows * steps images (uint8), each row from one noise vector to another."""
     rng = torch.Generator().manual_seed(seed)
-    ends = torch.randn(2, rows, *model.latent_shape, generator=rng)
+    ends = model.latents(2 * rows, rng).view(2, rows, *model.latent_shape)
     latents = slerp(ends[0], ends[1], torch.linspace(0, 1, steps)).flatten(0, 1)
     labels = None
     if model.conditional:  # one class per row

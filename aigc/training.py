@@ -172,6 +172,13 @@ def read_train_params(
             f"train.{family}.batch_size = {loop.batch_size} does not split evenly over "
             f"{processes} processes; allowed: a multiple of {processes}"
         )
+    share = loop.batch_size // processes
+    if share % config.batch_multiple:
+        raise ParamsError(
+            f"train.{family}.batch_size = {loop.batch_size} gives each of {processes} processes "
+            f"{share} items, which the family takes in groups of {config.batch_multiple}; "
+            f"allowed: a multiple of {config.batch_multiple * processes}"
+        )
     if config.conditional and not image_set.labelled:
         raise ParamsError(
             f"train.{family}.conditional = true needs every training image labelled; "
@@ -263,6 +270,9 @@ def _train(family, config, loop, common, image_set, device, world, out, live_dir
                     "to resume",
                     number,
                 )
+        run.model.eval()  # what is fitted after the steps (a prior) sees the data as sampling does
+        with torch.no_grad(), autocast:
+            progress.summary.update(run.model.finish(batches.in_order()))
         if device.type == "cuda":
             torch.cuda.synchronize()
         timings = clock.rates(units * world.size, batches.unit)
@@ -418,6 +428,13 @@ class Batches:
         if rows.dim() == 4:  # images: the device's memory layout
             rows = rows.contiguous(memory_format=self.memory_format)
         return rows, labels
+
+    def in_order(self, size: int = 1024) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The whole training set in its stored order, `size` rows at a time, as `get` gives a
+        batch (every process sees all of it)."""
+        for start in range(0, len(self.rows), size):
+            rows = self.to_batch(self.rows[start : start + size].to(self.device))
+            yield rows, self.labels[start : start + size].to(self.device)
 
     def poisson_rows(self, step: int) -> np.ndarray:
         """Rows of Poisson batch `step`: originals in with probability q, one version each."""

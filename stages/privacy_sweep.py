@@ -19,6 +19,7 @@ what ran.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from aigc.errors import exit_on_error
 from aigc.experiments import (
@@ -42,8 +43,12 @@ STEPS, SAMPLES = 600, 2000
 
 def profile(family: str, steps: int, samples: int) -> dict:
     """The `-S` overrides of every point of `family`'s curve; an experiment belongs to the
-    curve when it carries these values."""
-    return {f"train.{family}.steps": steps, "sample.num_samples": samples}
+    curve when it carries these values. A VAE samples N(0, I) at every point: its mixture
+    prior is fitted to the training codes outside DP-SGD's accounting."""
+    overrides = {f"train.{family}.steps": steps, "sample.num_samples": samples}
+    if "prior_components" in {field.name for field in dataclasses.fields(MODELS[family].Config)}:
+        overrides[f"train.{family}.prior_components"] = 0
+    return overrides
 
 
 METRICS = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,7 @@ from aigc.models import MODELS
 from aigc.models.layers import (
     ClassProjection,
     ConditionalBatchNorm,
+    GaussianMixture,
     SelfAttention2d,
     count_parameters,
     diff_augment,
@@ -296,3 +298,72 @@ def test_minibatch_std_lets_the_gan_discriminator_see_a_collapsed_batch():
         collapsed = discriminator(images[:1].expand(8, -1, -1, -1) * 2 - 1)
     assert torch.all(collapsed == collapsed[0]) and abs(collapsed[0].item()) < 1e-6
     assert torch.all(varied > 0)  # the same logit for all, the batch's (positive) spread
+
+
+def test_gaussian_mixture_recovers_two_clusters_and_its_density_is_the_textbook_one():
+    generator = torch.Generator().manual_seed(0)
+    wide = torch.randn(3000, 2, generator=generator) * 0.5 + torch.tensor([3.0, 0.0])
+    shear = torch.tensor([[1.0, 0.5], [0.0, 0.3]])
+    narrow = torch.randn(1000, 2, generator=generator) @ shear + torch.tensor([-2.0, 1.0])
+    mixture = GaussianMixture(2, 2)
+    assert not bool(mixture.fitted)  # N(0, I) until fitted
+    assert mixture.sample(4, torch.Generator().manual_seed(1)).shape == (4, 2)
+    mean_log_likelihood = mixture.fit(torch.cat([wide, narrow]))
+    order = mixture.means[:, 0].argsort(descending=True)  # the wide cluster first
+    assert torch.allclose(mixture.weights[order], torch.tensor([0.75, 0.25]), atol=0.01)
+    assert torch.allclose(mixture.means[order], torch.tensor([[3.0, 0.0], [-2.0, 1.0]]), atol=0.1)
+    covariance = mixture.scale_tril[order[1]] @ mixture.scale_tril[order[1]].T
+    assert torch.allclose(covariance, shear.T @ shear, atol=0.1)
+    # log p(z) against torch.distributions' mixture of the same parameters.
+    points = torch.cat([wide, narrow]).double()
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(mixture.weights.double()),
+        torch.distributions.MultivariateNormal(
+            mixture.means.double(), scale_tril=mixture.scale_tril.double()
+        ),
+    )
+    assert torch.allclose(mixture.log_prob(points), reference.log_prob(points), atol=1e-5)
+    assert mean_log_likelihood == pytest.approx(float(reference.log_prob(points).mean()), abs=1e-3)
+    # Draws: reproducible from a seed, and distributed as the mixture.
+    first = mixture.sample(20000, torch.Generator().manual_seed(2))
+    assert torch.equal(first, mixture.sample(20000, torch.Generator().manual_seed(2)))
+    assert (first[:, 0] > 0.5).float().mean() == pytest.approx(0.75, abs=0.02)
+
+
+def test_the_mixture_prior_is_refused_under_dp_sgd_naming_the_key():
+    with pytest.raises(ParamsError, match=r"train.vae.prior_components = 10: .*allowed: 0"):
+        make("vae", prior_components=10, privacy={"epsilon": 3.0})
+
+
+def test_pacgan_judges_runs_of_images_as_one_input_and_scores_one_image_as_copies():
+    from aigc.models.gan import pack
+
+    images, labels = batch(8)
+    packed = pack(images, 2)  # images 2i and 2i + 1 side by side as channels
+    assert torch.equal(packed, torch.cat([images[0::2], images[1::2]], dim=1))
+    model = make("gan", packing=2, minibatch_std=True)
+    assert model.discriminator.features[0].in_channels == 2
+    assert model.discriminate(images * 2 - 1, None).shape == (4,)
+    losses = model.train_step(images, labels)
+    assert all(math.isfinite(value) for value in losses.values())
+    model.eval()
+    scores = model.membership_scores(images)
+    expected = model.discriminator(images.repeat_interleave(2, dim=0) * 2 - 1)
+    assert scores.shape == (8,) and torch.allclose(scores, expected)
+    with pytest.raises(ValueError, match="must be a multiple of train.gan.packing"):
+        model.train_step(images[:7], labels[:7])
+
+
+def test_pacgan_batch_size_and_conditioning_are_checked_before_training(tmp_path):
+    from conftest import write_params
+
+    from aigc.imagesets import ImageSet
+    from aigc.training import read_train_params
+
+    pixels = np.zeros((64, 1, 16, 16), dtype=np.uint8)
+    images = ImageSet(pixels, np.arange(64) % 2, ["a", "b"])
+    params = write_params(tmp_path, {"train": {"gan": {"batch_size": 63, "packing": 2}}})
+    with pytest.raises(ParamsError, match=r"train.gan.batch_size = 63 .*allowed: a multiple of 2"):
+        read_train_params(params, "gan", images)
+    with pytest.raises(ParamsError, match=r"train.gan.packing = 2 with conditional = true"):
+        make("gan", packing=2, conditional=True)

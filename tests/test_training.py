@@ -98,7 +98,9 @@ def assert_same_weights(first: dict, second: dict) -> None:
 
 
 def test_two_runs_of_one_config_give_identical_weights_and_samples(tmp_path, data):
-    overrides = {"train": {"vae": {"steps": 6, "batch_size": 32, "ema_decay": 0.9}}}
+    overrides = {
+        "train": {"vae": {"steps": 6, "batch_size": 32, "ema_decay": 0.9, "prior_components": 2}}
+    }
     first = run_in_process(tmp_path / "one", data, "vae", overrides)
     second = run_in_process(tmp_path / "two", data, "vae", overrides)
     assert_same_weights(first, second)
@@ -114,6 +116,31 @@ def test_two_runs_of_one_config_give_identical_weights_and_samples(tmp_path, dat
     # its bytes, and so DVC's hash of it, are the same: nothing downstream re-runs.
     model_bytes = [(tmp_path / name / "model.pt").read_bytes() for name in ("one", "two")]
     assert model_bytes[0] == model_bytes[1]
+
+
+def test_a_vae_samples_from_the_mixture_fitted_to_its_training_codes(tmp_path, data):
+    from aigc.checkpoint import load_model
+    from aigc.models.layers import GaussianMixture
+
+    overrides = {"train": {"vae": {"steps": 6, "batch_size": 32, "prior_components": 3}}}
+    run_in_process(tmp_path / "run", data, "vae", overrides)
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    assert bool(model.prior.fitted)
+    # The prior in the checkpoint is the mixture EM fits to the final encoder's posterior
+    # means of every training image (in eval mode), seeded as the loop seeds it.
+    images = torch.from_numpy(np.array(load_image_set(data).array)).float() / 255
+    reference = GaussianMixture(3, model.latent_dim)
+    log_likelihood = reference.fit(model.encode(images))
+    assert torch.allclose(model.prior.means, reference.means)
+    assert torch.allclose(model.prior.scale_tril, reference.scale_tril)
+    summary = json.loads((tmp_path / "run" / "live" / "metrics.json").read_text())
+    assert summary["prior_log_likelihood"] == pytest.approx(log_likelihood)
+    # Samples decode the mixture's draws, not N(0, I) noise.
+    drawn = model.sample(8, rng=torch.Generator().manual_seed(3))
+    mixture = model.prior.sample(8, torch.Generator().manual_seed(3))
+    assert torch.equal(drawn, model.decode(mixture))
+    noise = torch.randn(8, model.latent_dim, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(drawn, model.decode(noise))
 
 
 def test_training_writes_dvclive_logs_and_removes_its_resume_folder(tmp_path, data):

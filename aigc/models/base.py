@@ -18,12 +18,14 @@
       encodes, encode, reconstruct                         for families with an encoder
       configure_sampling(...)                              for families with a sampler to set
       plan(total_steps)                                    for families with an LR schedule
+      finish(batches) -> {"name": float}                   after the last step: what a pass
+                                                           over the training set fits (a prior)
       membership_scores(batch, labels) -> (B,)            the white-box membership attack
       private_networks() -> {optimizer name: network}     what DP-SGD clips and noises
 
 - `ImageModel`: an image family. Batches are float images (B, C, H, W) in [0, 1]; it adds
-  `latent_shape` and `decode(latents, labels)`, the noise `sample` draws and maps (default:
-  decode N(0, I) noise), which interpolations walk. `TextModel` (aigc/models/text/base.py)
+  `latent_shape`, `latents(n, rng)` and `decode(latents, labels)`: the noise `sample` draws
+  (default N(0, I)) and maps, which interpolations walk. `TextModel` (aigc/models/text/base.py)
   is its text counterpart: batches of token rows, autoregressive sampling, and the
   likelihood that held-out bits per character come from.
 
@@ -37,6 +39,7 @@ and a discriminator) and `VariationalAutoencoder` (a conditional-capable encoder
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -50,6 +53,7 @@ from aigc.models.layers import (
     DIFF_AUGMENTATIONS,
     GAN_LOSSES,
     ConvPyramid,
+    GaussianMixture,
     check_labels,
     diff_augment,
     feature_norm,
@@ -92,6 +96,11 @@ class FamilyConfig:
     def betas(self) -> tuple[float, float]:
         return (self.beta1, self.beta2)
 
+    @property
+    def batch_multiple(self) -> int:
+        """Each process's batch must be a multiple of this (a GAN's packs of images)."""
+        return 1
+
 
 @dataclass(frozen=True, kw_only=True)
 class ImageConfig(FamilyConfig):
@@ -99,6 +108,27 @@ class ImageConfig(FamilyConfig):
 
     image_size: int = spec(ge=4, doc="side of the square images (from the data)")
     channels: int = spec(choices=(1, 3), doc="image channels (from the data)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariationalConfig(ImageConfig):
+    """An `ImageConfig` with the prior the families built on `VariationalAutoencoder` sample."""
+
+    prior_components: int = spec(
+        default=0,
+        ge=0,
+        doc="components of a Gaussian mixture fitted to the training set's posterior means "
+        "after training, which samples are drawn from (0 = N(0, I))",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prior_components and self.privacy.enabled:
+            raise ParamsError(
+                f"train.{self.family}.prior_components = {self.prior_components}: the mixture "
+                "prior is fitted to the training images' codes outside DP-SGD's accounting; "
+                "allowed: 0 when privacy is on"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +208,13 @@ class GenerativeModel(nn.Module, abc.ABC):
         """The number of steps the run will take, told by the loop before the first one, for
         families whose learning rate follows a schedule."""
 
+    def finish(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """Called once after the last step, in eval mode under no_grad, with the whole training
+        set in order as (batch, labels) pairs: for what a family fits to the data outside its
+        gradient steps (a VAE's mixture prior). Returns named figures for the training's
+        summary. By default nothing."""
+        return {}
+
     def private_networks(self) -> dict[str, nn.Module]:
         """Optimizer name -> the network it updates, for every optimizer whose gradients see
         training images: what DP-SGD clips and noises (aigc/privacy.py). A family whose Config
@@ -225,14 +262,18 @@ class ImageModel(GenerativeModel):
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images (B, C, H, W) in [0, 1] from latents (B, *latent_shape), deterministically."""
 
+    def latents(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
+        """n latents (n, *latent_shape) on the CPU from `rng`, the noise `sample` decodes: by
+        default N(0, I)."""
+        return torch.randn(n, *self.latent_shape, generator=rng)
+
     @torch.no_grad()
     def sample(
         self, n: int, labels: torch.Tensor | None = None, rng: torch.Generator | None = None
     ) -> torch.Tensor:
-        """n images (n, C, H, W) in [0, 1]: latents ~ N(0, I) from the CPU generator `rng`,
-        decoded; a conditional model gets `labels` (n,) or balanced classes."""
-        latents = torch.randn(n, *self.latent_shape, generator=rng).to(self.device)
-        return self.decode(latents, labels)
+        """n images (n, C, H, W) in [0, 1]: `latents` from the CPU generator `rng`, decoded; a
+        conditional model gets `labels` (n,) or balanced classes."""
+        return self.decode(self.latents(n, rng).to(self.device), labels)
 
     @torch.no_grad()
     def preview(self, rng: torch.Generator) -> np.ndarray:
@@ -339,14 +380,36 @@ class Decoder(nn.Module):
 class VariationalAutoencoder(ImageModel):
     """A VAE's shared half: `encoder(x)` gives the posterior (mu, logvar) of z, `decoder(z)` pixel
     logits; conditional models get one-hot label maps beside the image and a one-hot label
-    beside z (a CVAE). Samples decode z ~ N(0, I), the prior. A subclass builds the two
-    networks (and anything else it trains) and writes its objective in `train_step`."""
+    beside z (a CVAE). Samples decode z ~ N(0, I), the prior, or the Gaussian mixture fitted to
+    the training set's codes after training (`prior_components`; layers.GaussianMixture). A
+    subclass builds the two networks (and anything else it trains) and writes its objective
+    in `train_step`."""
 
     encodes = True
+
+    def __init__(self, config: VariationalConfig) -> None:
+        super().__init__(config)
+        self.prior = None
+        if config.prior_components:
+            self.prior = GaussianMixture(config.prior_components, config.latent_dim)
 
     @property
     def sampling_network(self) -> nn.Module:
         return self.decoder
+
+    def latents(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
+        """z from the fitted mixture prior when there is one, else N(0, I)."""
+        return self.prior.sample(n, rng) if self.prior is not None else super().latents(n, rng)
+
+    @torch.no_grad()
+    def finish(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """Fit the mixture prior (when `prior_components` > 0) to the posterior means of every
+        training image; returns its mean log-likelihood per image (nats)."""
+        if self.prior is None:
+            return {}
+        codes = [self.encode(images, labels if self.conditional else None).float().cpu()
+                 for images, labels in batches]  # fmt: skip
+        return {"prior_log_likelihood": self.prior.fit(torch.cat(codes))}
 
     @torch.no_grad()
     def membership_scores(

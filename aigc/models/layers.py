@@ -18,6 +18,9 @@
 - `frozen`: a network that passes gradients to its inputs but not its weights (a GAN's D
   during the generator's update).
 - `reparameterise`, `gaussian_kl`: the Gaussian latent of the VAEs (Kingma & Welling 2014).
+- `GaussianMixture`: a full-covariance mixture fitted by EM to a VAE's posterior means after
+  training, the prior its samples are drawn from (ex-post density estimation, Ghosh et al.
+  2020, https://arxiv.org/abs/1903.12436).
 - `count_parameters`, `init_dcgan_weights` (N(0, 0.02), Radford et al. 2016).
 """
 
@@ -43,6 +46,7 @@ __all__ = [
     "frozen",
     "reparameterise",
     "gaussian_kl",
+    "GaussianMixture",
     "SelfAttention2d",
     "with_spectral_norm",
     "ClassProjection",
@@ -198,6 +202,105 @@ def gaussian_kl_terms(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """`gaussian_kl_terms` summed over latent dimensions and batch."""
     return gaussian_kl_terms(mu, logvar).sum()
+
+
+class GaussianMixture(nn.Module):
+    """A mixture of `components` full-covariance Gaussians over `dims` dimensions, fitted by EM
+    (Dempster et al. 1977) and sampled with a CPU generator.
+
+    A VAE trained against N(0, I) leaves its aggregate posterior q(z) = E_x q(z | x) far from
+    N(0, I): prior samples fall between the classes' regions and decode to blurry in-betweens.
+    Fitting a mixture to the training set's posterior means after training and sampling from
+    it instead (Ghosh et al. 2020, section 4, "ex-post density estimation";
+    https://arxiv.org/abs/1903.12436) draws codes where the decoder was trained. Its
+    parameters are buffers, so they travel in the checkpoint; until `fit` has run, `sample`
+    draws N(0, I)."""
+
+    def __init__(self, components: int, dims: int) -> None:
+        super().__init__()
+        self.components, self.dims = components, dims
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("weights", torch.full((components,), 1.0 / components))
+        self.register_buffer("means", torch.zeros(components, dims))
+        eye = torch.eye(dims).expand(components, dims, dims)
+        self.register_buffer("scale_tril", eye.clone())  # Cholesky factors of the covariances
+
+    @torch.no_grad()
+    def fit(
+        self, points: torch.Tensor, seed: int = 0, iterations: int = 200, tolerance: float = 1e-6
+    ) -> float:
+        """Fit to `points` (N, dims) from a k-means++ start seeded by `seed`, until the mean
+        log-likelihood gains less than `tolerance` per point; returns that mean log-likelihood
+        (nats per point). Covariances get 1e-6 on their diagonal, so none is singular."""
+        x = points.detach().double().cpu()  # (N, D)
+        if len(x) < self.components:
+            raise ValueError(f"{len(x)} points cannot fit {self.components} components")
+        means = _kmeans_plus_plus(x, self.components, torch.Generator().manual_seed(seed))
+        covariances = torch.cov(x.T).expand(self.components, -1, -1).clone()  # (K, D, D)
+        weights = torch.full((self.components,), 1.0 / self.components, dtype=torch.float64)
+        ridge = 1e-6 * torch.eye(self.dims, dtype=torch.float64)
+        previous = -math.inf
+        for _ in range(iterations):
+            # E step: responsibilities r (N, K) of each component for each point.
+            log_joint = self._log_densities(x, means, torch.linalg.cholesky(covariances))
+            log_joint = log_joint + weights.log()
+            log_likelihood = torch.logsumexp(log_joint, dim=1)  # (N,)
+            r = (log_joint - log_likelihood[:, None]).exp()
+            # M step: weighted means and covariances.
+            counts = r.sum(0) + 1e-12  # (K,)
+            weights = counts / len(x)
+            means = (r.T @ x) / counts[:, None]  # (K, D)
+            centred = x[None] - means[:, None]  # (K, N, D)
+            covariances = torch.einsum("kn,kni,knj->kij", r.T, centred, centred)
+            covariances = covariances / counts[:, None, None] + ridge
+            mean_log_likelihood = float(log_likelihood.mean())
+            if mean_log_likelihood - previous < tolerance:
+                break
+            previous = mean_log_likelihood
+        self.weights.copy_(weights)
+        self.means.copy_(means)
+        self.scale_tril.copy_(torch.linalg.cholesky(covariances))
+        self.fitted.fill_(True)
+        return mean_log_likelihood
+
+    @torch.no_grad()
+    def sample(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
+        """n points (n, dims) on the CPU: a component by its weight, then its Gaussian; N(0, I)
+        before `fit`."""
+        if not bool(self.fitted):
+            return torch.randn(n, self.dims, generator=rng)
+        component = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=rng)
+        noise = torch.randn(n, self.dims, 1, generator=rng)
+        scale = self.scale_tril.cpu()[component]  # (n, D, D)
+        return self.means.cpu()[component] + (scale @ noise).squeeze(-1)
+
+    def log_prob(self, points: torch.Tensor) -> torch.Tensor:
+        """log p(z) (N,) of points (N, dims) under the mixture."""
+        means, scale_tril = self.means.double().cpu(), self.scale_tril.double().cpu()
+        log_joint = self._log_densities(points.double().cpu(), means, scale_tril)
+        return torch.logsumexp(log_joint + self.weights.double().cpu().log(), dim=1)
+
+    @staticmethod
+    def _log_densities(x: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor):
+        """log N(x_n | mean_k, L_k L_k^T) (N, K)."""
+        centred = x[None] - means[:, None]  # (K, N, D)
+        solved = torch.linalg.solve_triangular(scale_tril, centred.transpose(1, 2), upper=False)
+        mahalanobis = solved.pow(2).sum(1)  # (K, N)
+        log_det = scale_tril.diagonal(dim1=1, dim2=2).log().sum(1)  # (K,): half log |Sigma|
+        dims = x.shape[1]
+        return (-0.5 * mahalanobis - log_det[:, None] - 0.5 * dims * math.log(2 * math.pi)).T
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, rng: torch.Generator) -> torch.Tensor:
+    """k starting means chosen among the rows of x (N, D) by k-means++ (Arthur & Vassilvitskii
+    2007): each next one with probability proportional to its squared distance to the nearest
+    chosen so far."""
+    chosen = [int(torch.randint(len(x), (1,), generator=rng))]
+    distance = (x - x[chosen[0]]).pow(2).sum(1)
+    for _ in range(k - 1):
+        chosen.append(int(torch.multinomial(distance / distance.sum(), 1, generator=rng)))
+        distance = torch.minimum(distance, (x - x[chosen[-1]]).pow(2).sum(1))
+    return x[chosen].clone()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,13 +23,13 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from aigc.models.base import Decoder, Encoder, ImageConfig, VariationalAutoencoder
+from aigc.models.base import Decoder, Encoder, VariationalAutoencoder, VariationalConfig
 from aigc.models.layers import ConvPyramid, gaussian_kl, reparameterise
 from aigc.params import spec
 
 
 @dataclass(frozen=True)
-class Config(ConvPyramid, ImageConfig):
+class Config(ConvPyramid, VariationalConfig):
     family: ClassVar[str] = "vae"
 
     latent_dim: int = spec(default=16, ge=1, doc="size of z")

@@ -37,8 +37,8 @@ from torch import nn
 from aigc.models.base import (
     Decoder,
     Encoder,
-    ImageConfig,
     VariationalAutoencoder,
+    VariationalConfig,
     downsampling,
 )
 from aigc.models.layers import (
@@ -55,7 +55,7 @@ from aigc.params import spec
 
 
 @dataclass(frozen=True)
-class Config(ConvPyramid, ImageConfig):
+class Config(ConvPyramid, VariationalConfig):
     family: ClassVar[str] = "vaegan"
     cannot_train_privately: ClassVar[str] = (
         "its decoder's per-sample gradient holds a reconstruction and a prior sample per "
@@ -105,8 +105,10 @@ class VAEGAN(VariationalAutoencoder):
         self.decoder = Decoder(config)
         self.discriminator = Discriminator(config)
         self.optimizers = {
-            name: torch.optim.Adam(network.parameters(), config.learning_rate, config.betas)
-            for name, network in self.named_children()
+            name: torch.optim.Adam(
+                getattr(self, name).parameters(), config.learning_rate, config.betas
+            )
+            for name in ("encoder", "decoder", "discriminator")
         }
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

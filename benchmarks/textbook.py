@@ -50,7 +50,12 @@ from torch import nn
 from aigc.devices import resolve_device
 from aigc.distributed import World
 from aigc.imagesets import ImageSet, load_image_set
-from aigc.models.base import AdversarialConfig, ImageConfig, NoiseGAN, VariationalAutoencoder
+from aigc.models.base import (
+    AdversarialConfig,
+    NoiseGAN,
+    VariationalAutoencoder,
+    VariationalConfig,
+)
 from aigc.models.layers import discriminator_loss, gaussian_kl, generator_loss, reparameterise
 from aigc.params import spec
 from aigc.report import COLUMNS, Row, load_rows, markdown_table, model_names, read_json
@@ -72,7 +77,7 @@ TABLE_KEYS = ("train_seconds", "fid", "recall", "coverage", "classes_covered", "
 
 
 @dataclass(frozen=True)
-class TextbookVAEConfig(ImageConfig):
+class TextbookVAEConfig(VariationalConfig):
     family: ClassVar[str] = "textbook-vae"
 
     hidden: int = spec(default=400, ge=1, doc="units of the one hidden layer each way")

@@ -354,7 +354,7 @@ def test_pacgan_judges_runs_of_images_as_one_input_and_scores_one_image_as_copie
         model.train_step(images[:7], labels[:7])
 
 
-def test_pacgan_batch_size_and_conditioning_are_checked_before_training(tmp_path):
+def test_pacgan_batch_size_is_checked_before_training_and_it_takes_labels(tmp_path):
     from conftest import write_params
 
     from aigc.imagesets import ImageSet
@@ -365,5 +365,15 @@ def test_pacgan_batch_size_and_conditioning_are_checked_before_training(tmp_path
     params = write_params(tmp_path, {"train": {"gan": {"batch_size": 63, "packing": 2}}})
     with pytest.raises(ParamsError, match=r"train.gan.batch_size = 63 .*allowed: a multiple of 2"):
         read_train_params(params, "gan", images)
-    with pytest.raises(ParamsError, match=r"train.gan.packing = 2 with conditional = true"):
-        make("gan", packing=2, conditional=True)
+    # Conditional: D's class term is the pack's class embeddings averaged, and it trains.
+    projection = ClassProjection(3, 6)
+    features, labels = torch.randn(4, 6), torch.tensor([0, 0, 1, 2, 2, 2, 1, 0])
+    weight = projection.embedding.weight
+    mean = (weight[labels[0::2]] + weight[labels[1::2]]) / 2
+    expected = (mean * features).sum(1)
+    assert torch.allclose(projection(features, labels, group=2), expected)
+    conditional = make("gan", packing=2, conditional=True)
+    losses = conditional.train_step(*batch(8))
+    assert all(math.isfinite(value) for value in losses.values())
+    conditional.eval()
+    assert conditional.membership_scores(*batch(8)).shape == (8,)

@@ -116,7 +116,7 @@ def private_params(tmp_path, family: str, section: dict):
 
 def test_dp_training_refuses_batch_norm_when_the_swap_is_off(tmp_path):
     privacy = {"epsilon": 5.0, "delta": 1e-3, "replace_batch_norm": False}
-    params, data = private_params(tmp_path, "vae", {"privacy": privacy})
+    params, data = private_params(tmp_path, "vae", {"privacy": privacy, "prior_components": 0})
     common, loop, config, _ = read_train_params(params, "vae", data)
     with pytest.raises(ParamsError, match="replace_batch_norm") as error:
         train("vae", config, loop, common, data, out=tmp_path / "m.pt",
@@ -129,7 +129,8 @@ def test_dp_training_refuses_batch_norm_when_the_swap_is_off(tmp_path):
     [
         ("vaegan", {"epsilon": 5.0}, {}, "vaegan cannot train with DP-SGD"),
         ("gan", {"epsilon": 5.0}, {"minibatch_std": True}, "minibatch_std = true mixes"),
-        ("vae", {"epsilon": 5.0, "noise_multiplier": 1.0}, {}, "are both set"),
+        ("vae", {"epsilon": 5.0, "noise_multiplier": 1.0}, {"prior_components": 0}, "are both set"),
+        ("vae", {"epsilon": 5.0}, {"prior_components": 10}, "prior_components = 10: the mixture"),
     ],
 )
 def test_params_that_dp_sgd_cannot_honour_are_refused_naming_the_key(
@@ -141,7 +142,8 @@ def test_params_that_dp_sgd_cannot_honour_are_refused_naming_the_key(
 
 
 def test_a_delta_above_one_over_the_number_of_images_is_refused(tmp_path):
-    params, data = private_params(tmp_path, "vae", {"privacy": {"epsilon": 5.0, "delta": 0.1}})
+    section = {"privacy": {"epsilon": 5.0, "delta": 0.1}, "prior_components": 0}
+    params, data = private_params(tmp_path, "vae", section)
     common, loop, config, _ = read_train_params(params, "vae", data)
     with pytest.raises(ParamsError, match=r"privacy.delta = 0.1 is out of range"):
         train("vae", config, loop, common, data, out=tmp_path / "m.pt",

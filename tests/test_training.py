@@ -126,11 +126,14 @@ def test_a_vae_samples_from_the_mixture_fitted_to_its_training_codes(tmp_path, d
     run_in_process(tmp_path / "run", data, "vae", overrides)
     model, _ = load_model(tmp_path / "run" / "model.pt")
     assert bool(model.prior.fitted)
-    # The prior in the checkpoint is the mixture EM fits to the final encoder's posterior
-    # means of every training image (in eval mode), seeded as the loop seeds it.
+    # The prior in the checkpoint is the mixture EM fits to one posterior draw of every
+    # training image from the final encoder (in eval mode), its noise seeded 0.
     images = torch.from_numpy(np.array(load_image_set(data).array)).float() / 255
+    with torch.no_grad():
+        mu, logvar = model.encoder(images)
+    noise = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0))
     reference = GaussianMixture(3, model.latent_dim)
-    log_likelihood = reference.fit(model.encode(images))
+    log_likelihood = reference.fit(mu + torch.exp(0.5 * logvar) * noise)
     assert torch.allclose(model.prior.means, reference.means)
     assert torch.allclose(model.prior.scale_tril, reference.scale_tril)
     summary = json.loads((tmp_path / "run" / "live" / "metrics.json").read_text())

@@ -152,3 +152,22 @@ def test_checkpoint_round_trip(tmp_path):
 def test_bad_params_name_the_key(values, fixed, key):
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         from_dict(Config, values, "train.vaegan", fixed={**DATA, **fixed})
+
+
+def test_spectral_norm_bounds_every_discriminator_layer():
+    torch.manual_seed(0)
+    model = VAEGAN(tiny_config(spectral_norm=True, conditional=True))
+    images, labels = batch()
+    for _ in range(10):  # each training step runs power iterations in D's forwards
+        model.train_step(images, labels)
+    layers = [
+        m
+        for m in model.discriminator.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    assert layers and all(hasattr(layer, "parametrizations") for layer in layers)
+    for layer in layers:
+        matrix = layer.weight.flatten(1)
+        assert torch.linalg.matrix_norm(matrix, ord=2).item() == pytest.approx(1.0, abs=0.1)
+    plain = VAEGAN(tiny_config())
+    assert not any(hasattr(m, "parametrizations") for m in plain.discriminator.modules())

@@ -57,11 +57,7 @@ class Config(AdversarialConfig):
                     "D's batch, so a per-sample gradient does not exist; allowed with privacy: "
                     "minibatch_std = false, packing = 1"
                 )
-        if self.conditional and self.packing > 1:
-            raise ParamsError(
-                f"train.gan.packing = {self.packing} with conditional = true is not allowed: a "
-                "pack of images has no one label for D's projection term; allowed: packing = 1"
-            )
+
         if self.image_size % 8:
             raise ParamsError(
                 f"train.gan: image_size = {self.image_size} (data.image_size) is not allowed; "
@@ -131,7 +127,7 @@ class Discriminator(nn.Module):
             head_input = torch.cat([features, spread.expand(len(features), 1)], dim=1)
         logits = self.head(head_input).squeeze(1)
         if self.projection is not None:
-            logits = logits + self.projection(features, labels)
+            logits = logits + self.projection(features, labels, group=self.packing)
         return logits
 
 
@@ -188,6 +184,8 @@ class GAN(NoiseGAN):
         """D's logit of each image (LOGAN, as `NoiseGAN`); with packing, of a pack of m copies
         of the image, so each score is one image's."""
         copies = images.repeat_interleave(self.config.packing, dim=0)
+        if labels is not None:
+            labels = labels.repeat_interleave(self.config.packing, dim=0)
         return super().membership_scores(copies, labels)
 
 

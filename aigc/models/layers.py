@@ -18,7 +18,7 @@
 - `frozen`: a network that passes gradients to its inputs but not its weights (a GAN's D
   during the generator's update).
 - `reparameterise`, `gaussian_kl`: the Gaussian latent of the VAEs (Kingma & Welling 2014).
-- `GaussianMixture`: a full-covariance mixture fitted by EM to a VAE's posterior means after
+- `GaussianMixture`: a full-covariance mixture fitted by EM to a VAE's training codes after
   training, the prior its samples are drawn from (ex-post density estimation, Ghosh et al.
   2020, https://arxiv.org/abs/1903.12436).
 - `count_parameters`, `init_dcgan_weights` (N(0, 0.02), Radford et al. 2016).
@@ -210,9 +210,10 @@ class GaussianMixture(nn.Module):
 
     A VAE trained against N(0, I) leaves its aggregate posterior q(z) = E_x q(z | x) far from
     N(0, I): prior samples fall between the classes' regions and decode to blurry in-betweens.
-    Fitting a mixture to the training set's posterior means after training and sampling from
-    it instead (Ghosh et al. 2020, section 4, "ex-post density estimation";
-    https://arxiv.org/abs/1903.12436) draws codes where the decoder was trained. Its
+    Fitting a mixture to the training set's codes after training and sampling from it instead
+    (Ghosh et al. 2020, section 4, "ex-post density estimation", who fit the codes of a
+    deterministic autoencoder; https://arxiv.org/abs/1903.12436) draws codes where the decoder
+    was trained. Its
     parameters are buffers, so they travel in the checkpoint; until `fit` has run, `sample`
     draws N(0, I)."""
 
@@ -227,11 +228,12 @@ class GaussianMixture(nn.Module):
 
     @torch.no_grad()
     def fit(
-        self, points: torch.Tensor, seed: int = 0, iterations: int = 200, tolerance: float = 1e-6
+        self, points: torch.Tensor, seed: int = 0, iterations: int = 100, tolerance: float = 1e-3
     ) -> float:
         """Fit to `points` (N, dims) from a k-means++ start seeded by `seed`, until the mean
-        log-likelihood gains less than `tolerance` per point; returns that mean log-likelihood
-        (nats per point). Covariances get 1e-6 on their diagonal, so none is singular."""
+        log-likelihood gains less than `tolerance` nats per point (scikit-learn's defaults for
+        its GaussianMixture: 100 iterations, 1e-3); returns that mean log-likelihood.
+        Covariances get 1e-6 on their diagonal, so none is singular."""
         x = points.detach().double().cpu()  # (N, D)
         if len(x) < self.components:
             raise ValueError(f"{len(x)} points cannot fit {self.components} components")
@@ -246,13 +248,13 @@ class GaussianMixture(nn.Module):
             log_joint = log_joint + weights.log()
             log_likelihood = torch.logsumexp(log_joint, dim=1)  # (N,)
             r = (log_joint - log_likelihood[:, None]).exp()
-            # M step: weighted means and covariances.
+            # M step: the responsibility-weighted means and covariances.
             counts = r.sum(0) + 1e-12  # (K,)
             weights = counts / len(x)
             means = (r.T @ x) / counts[:, None]  # (K, D)
-            centred = x[None] - means[:, None]  # (K, N, D)
-            covariances = torch.einsum("kn,kni,knj->kij", r.T, centred, centred)
-            covariances = covariances / counts[:, None, None] + ridge
+            second_moments = (r.T[:, :, None] * x).transpose(1, 2) @ x  # (K, D, D)
+            outer = means[:, :, None] * means[:, None, :]
+            covariances = second_moments / counts[:, None, None] - outer + ridge
             mean_log_likelihood = float(log_likelihood.mean())
             if mean_log_likelihood - previous < tolerance:
                 break
@@ -283,9 +285,11 @@ class GaussianMixture(nn.Module):
     @staticmethod
     def _log_densities(x: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor):
         """log N(x_n | mean_k, L_k L_k^T) (N, K)."""
-        centred = x[None] - means[:, None]  # (K, N, D)
-        solved = torch.linalg.solve_triangular(scale_tril, centred.transpose(1, 2), upper=False)
-        mahalanobis = solved.pow(2).sum(1)  # (K, N)
+        # |L^-1 (x - m)|^2 = |x L^-T - m L^-T|^2: one matmul per component.
+        eye = torch.eye(x.shape[1], dtype=x.dtype).expand_as(scale_tril)
+        inverse_t = torch.linalg.solve_triangular(scale_tril, eye, upper=False).transpose(1, 2)
+        whitened = x @ inverse_t - (means[:, None] @ inverse_t)  # (K, N, D)
+        mahalanobis = whitened.pow(2).sum(2)  # (K, N)
         log_det = scale_tril.diagonal(dim1=1, dim2=2).log().sum(1)  # (K,): half log |Sigma|
         dims = x.shape[1]
         return (-0.5 * mahalanobis - log_det[:, None] - 0.5 * dims * math.log(2 * math.pi)).T
@@ -362,9 +366,11 @@ class ClassProjection(nn.Module):
         if spectral_norm:
             self.embedding = nn.utils.parametrizations.spectral_norm(self.embedding)
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        # features (B, F), labels (B,) -> (B,)
-        return (self.embedding(labels) * features).sum(dim=1)
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, group: int = 1) -> torch.Tensor:
+        """features (B/g, F) of inputs that each hold `group` images (a PacGAN pack), labels
+        (B,) of the images -> (B/g,): the pack's class embeddings averaged."""
+        embedded = self.embedding(labels).view(len(features), group, -1).mean(dim=1)  # (B/g, F)
+        return (embedded * features).sum(dim=1)
 
 
 class ConditionalBatchNorm(nn.Module):

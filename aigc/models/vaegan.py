@@ -22,7 +22,9 @@ weights compare:
 As in the paper, the encoder gets no adversarial gradient and the discriminator only its GAN
 loss. `conditional: true` gives the encoder one-hot label maps beside the image channels, the
 decoder a one-hot label beside z (as the CVAE in vae.py) and the discriminator a projection term
-(layers.ClassProjection).
+(layers.ClassProjection). `spectral_norm` normalises every layer of the discriminator (Miyato
+et al. 2018), which bounds how sharply its features, the decoder's feature-matching target,
+can change with the image.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from aigc.models.layers import (
     gaussian_kl,
     generator_loss,
     reparameterise,
+    with_spectral_norm,
 )
 from aigc.params import spec
 
@@ -67,6 +70,7 @@ class Config(ConvPyramid, VariationalConfig):
     beta: float = spec(default=1.0, ge=0.0, doc="weight of the KL term")
     adversarial_weight: float = spec(default=0.05, ge=0.0, doc="GAN term in the decoder's loss")
     feature_weight: float = spec(default=1.0, ge=0.0, doc="discriminator-feature matching term")
+    spectral_norm: bool = spec(default=False, doc="spectral norm on D's layers")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,12 +83,18 @@ class Discriminator(nn.Module):
 
     def __init__(self, config: Config) -> None:
         super().__init__()
-        self.features = downsampling(config, config.channels, batch_norm=False)
+        norm = config.spectral_norm
+        self.features = nn.Sequential(
+            *(
+                with_spectral_norm(layer, norm) if isinstance(layer, nn.Conv2d) else layer
+                for layer in downsampling(config, config.channels, batch_norm=False)
+            )
+        )
         features = config.channels_at(4) * 16
-        self.head = nn.Linear(features, 1)
+        self.head = with_spectral_norm(nn.Linear(features, 1), norm)
         self.projection = None
         if config.conditional:
-            self.projection = ClassProjection(config.num_classes, features)
+            self.projection = ClassProjection(config.num_classes, features, spectral_norm=norm)
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor | None = None

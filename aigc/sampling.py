@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aigc.diffusion import SAMPLERS
 from aigc.images import to_uint8
 from aigc.models.layers import default_labels
 from aigc.params import spec
@@ -42,8 +43,8 @@ class SampleParams:
 
     num_samples: int = spec(default=10000, ge=1, doc="images written")
     batch_size: int = spec(default=500, ge=1, doc="images per forward pass")
-    sampler: str = spec(default="ddim", choices=("ddim", "ddpm"), doc="diffusion sampler")
-    steps: int = spec(default=25, ge=1, doc="diffusion sampling steps")
+    sampler: str = spec(default="dpmpp_2m", choices=SAMPLERS, doc="diffusion sampler")
+    steps: int = spec(default=15, ge=1, doc="diffusion sampling steps")
     eta: float = spec(default=0.0, ge=0.0, le=1.0, doc="DDIM eta")
     guidance_scale: float = spec(default=2.0, ge=0.0, doc="classifier-free guidance scale")
     seed: int = spec(default=0, ge=0, doc="seed of the noise")

@@ -74,7 +74,7 @@ def test_both_predictions_train_and_the_loss_falls(prediction, min_snr_gamma):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.unet.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpmpp_2m"])
 @pytest.mark.parametrize("conditional", [False, True])
 def test_samples_have_the_image_shape_and_range(sampler, conditional):
     torch.manual_seed(0)

@@ -26,6 +26,7 @@ from aigc.models.layers import (
     discriminator_loss,
     generator_loss,
     one_hot_maps,
+    r1_penalty,
     with_spectral_norm,
 )
 from aigc.params import ParamsError, load_section
@@ -76,6 +77,37 @@ def test_gan_losses_match_their_formulas():
     assert generator_loss(fake, "hinge").item() == pytest.approx(-fake.mean().item(), 1e-6)
     with pytest.raises(ValueError, match="wgan"):
         generator_loss(fake, "wgan")
+
+
+def test_r1_penalty_is_half_gamma_times_the_squared_input_gradient():
+    # D(x) = sum_i w_i x_i^2 has gradient 2 w x, so the penalty is gamma/2 mean ||2 w x||^2.
+    weights = torch.tensor([1.0, -2.0, 0.5], requires_grad=True)
+    real = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]], requires_grad=True)
+    logits = (weights * real**2).sum(1)
+    penalty = r1_penalty(logits, real, 4.0)
+    expected = 4.0 / 2 * (2 * weights * real).pow(2).sum(1).mean()
+    assert penalty.item() == pytest.approx(expected.item(), 1e-6)
+    # It is differentiable in D's weights (create_graph), which is what trains D.
+    (gradient,) = torch.autograd.grad(penalty, weights)
+    (reference,) = torch.autograd.grad(expected, weights)
+    torch.testing.assert_close(gradient, reference)
+    assert r1_penalty(logits, real, 0.0).item() == 0.0
+
+
+@pytest.mark.parametrize("family", ["gan", "dcgan"])
+def test_r1_changes_the_discriminator_step_and_is_refused_under_dp_sgd(family):
+    images, labels = batch(8)
+    updated = {}
+    for gamma in (0.0, 10.0):
+        model = make(family, r1_gamma=gamma)
+        losses = model.train_step(images, labels)
+        assert all(math.isfinite(value) for value in losses.values())
+        updated[gamma] = [p.detach().clone() for p in model.discriminator.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(updated[0.0], updated[10.0], strict=True))
+    with pytest.raises(
+        ParamsError, match=rf"train.{family}.r1_gamma = 1.0: .*allowed with privacy: 0"
+    ):
+        make(family, r1_gamma=1.0, privacy={"epsilon": 3.0})
 
 
 def test_self_attention_starts_as_identity_and_mixes_positions_once_gamma_moves():
@@ -331,7 +363,9 @@ def test_gaussian_mixture_recovers_two_clusters_and_its_density_is_the_textbook_
 
 
 def test_the_mixture_prior_is_refused_under_dp_sgd_naming_the_key():
-    with pytest.raises(ParamsError, match=r"train.vae.prior_components = 10: .*allowed: 0"):
+    with pytest.raises(
+        ParamsError, match=r"train.vae.prior_components = 10: .*allowed with privacy: 0"
+    ):
         make("vae", prior_components=10, privacy={"epsilon": 3.0})
 
 

@@ -92,6 +92,16 @@ class FamilyConfig:
                 "privacy.noise_multiplier = 0"
             )
 
+    def refuse_under_privacy(self, key: str, why: str, allowed: str) -> None:
+        """A ParamsError naming train.FAMILY.KEY, its value, why DP-SGD cannot have it and what
+        is allowed, when privacy is on and the option is set."""
+        value = getattr(self, key)
+        if self.privacy.enabled and value:
+            shown = str(value).lower() if isinstance(value, bool) else value
+            raise ParamsError(
+                f"train.{self.family}.{key} = {shown}: {why}; allowed with privacy: {allowed}"
+            )
+
     @property
     def betas(self) -> tuple[float, float]:
         return (self.beta1, self.beta2)
@@ -123,12 +133,11 @@ class VariationalConfig(ImageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.prior_components and self.privacy.enabled:
-            raise ParamsError(
-                f"train.{self.family}.prior_components = {self.prior_components}: the mixture "
-                "prior is fitted to the training images' codes outside DP-SGD's accounting; "
-                "allowed: 0 when privacy is on"
-            )
+        self.refuse_under_privacy(
+            "prior_components",
+            "the mixture prior is fitted to the training images' codes outside DP-SGD's accounting",
+            "0",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +152,18 @@ class AdversarialConfig(ImageConfig):
     discriminator_learning_rate: float = spec(
         default=0.0, ge=0.0, doc="D's Adam learning rate (TTUR); 0 = learning_rate"
     )
+    r1_gamma: float = spec(
+        default=0.0, ge=0.0, doc="weight of the R1 penalty on D's gradient at real images (0 = off)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.refuse_under_privacy(
+            "r1_gamma",
+            "the R1 penalty differentiates D's gradient again, which DP-SGD's per-sample "
+            "gradients do not",
+            "0",
+        )
 
 
 class GenerativeModel(nn.Module, abc.ABC):

@@ -33,6 +33,7 @@ from aigc.models.layers import (
     frozen,
     generator_loss,
     init_dcgan_weights,
+    r1_penalty,
     run_conditioned,
     with_spectral_norm,
 )
@@ -141,9 +142,10 @@ class DCGAN(NoiseGAN):
 
         # Discriminator: maximise log D(x) + log(1 - D(G(z))), or minimise the hinge loss
         # max(0, 1 - D(x)) + max(0, 1 + D(G(z))).
-        real_logits = self.discriminate(real, labels)
+        real_logits = self.discriminate(real.requires_grad_(config.r1_gamma > 0), labels)
         fake_logits = self.discriminate(fake.detach(), labels)
         d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.label_smoothing)
+        d_loss = d_loss + r1_penalty(real_logits, real, config.r1_gamma)
         self.optimize("discriminator", d_loss)
 
         # Generator: minimise -log D(G(z)) (bce) or -D(G(z)) (hinge), through a frozen D.

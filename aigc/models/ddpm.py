@@ -9,8 +9,8 @@ code. On a CPU budget (1500 steps of 64 images), v-prediction with Min-SNR-5 giv
 garment shapes where the plain eps loss still gives bright, noisy blobs (measured on
 Fashion-MNIST). The loop keeps the EMA of the U-Net's weights (`ema_decay`); sampling uses it.
 
-Sampling (`configure_sampling`): DDIM with `steps` and `eta` (Song et al. 2021) or DDPM
-ancestral over all T steps; see aigc/diffusion.py.
+Sampling (`configure_sampling`): DDIM with `steps` and `eta` (Song et al. 2021), DPM-Solver++(2M)
+with `steps` (Lu et al. 2022) or DDPM ancestral over all T steps; see aigc/diffusion.py.
 
 `conditional`: the U-Net reads the class through cross-attention (aigc/models/unet.py); during
 training each label is replaced by the learned null class with probability `label_dropout`, and
@@ -33,6 +33,7 @@ from aigc.diffusion import (
     NoiseSchedule,
     ddim_sample,
     ddpm_sample,
+    dpm_solver_sample,
     guided_output,
 )
 from aigc.models.base import ImageConfig, ImageModel
@@ -135,13 +136,14 @@ class DDPM(ImageModel):
     def configure_sampling(
         self, sampler: str = "ddim", steps: int = 25, eta: float = 0.0, guidance_scale: float = 1.0
     ) -> None:
-        """DDIM with `steps` and `eta`, or DDPM ancestral over all T steps (`steps`, `eta`
-        unused); `guidance_scale` for a conditional model (1 = plain conditional)."""
+        """DDIM with `steps` and `eta`, DPM-Solver++(2M) with `steps` (`eta` unused), or DDPM
+        ancestral over all T steps (`steps`, `eta` unused); `guidance_scale` for a conditional
+        model (1 = plain conditional)."""
         if sampler not in SAMPLERS:
             raise ParamsError(
                 f"sample.sampler = {sampler!r} is not allowed; allowed: {', '.join(SAMPLERS)}"
             )
-        if sampler == "ddim" and not 1 <= steps <= self.config.timesteps:
+        if sampler != "ddpm" and not 1 <= steps <= self.config.timesteps:
             raise ParamsError(
                 f"sample.steps = {steps} is out of range; allowed: 1 to "
                 f"train.ddpm.timesteps = {self.config.timesteps}"
@@ -226,6 +228,8 @@ class DDPM(ImageModel):
         shape = (n, self.config.channels, self.config.image_size, self.config.image_size)
         if self.sampler == "ddpm":
             x0 = ddpm_sample(self.schedule, denoiser, shape, rng, self.device)
+        elif self.sampler == "dpmpp_2m":
+            x0 = dpm_solver_sample(self.schedule, denoiser, shape, self.steps, rng, self.device)
         else:
             x0 = ddim_sample(self.schedule, denoiser, shape, self.steps, self.eta, rng, self.device)
         return ((x0.float() + 1) / 2).clamp(0, 1)
@@ -237,9 +241,20 @@ class DDPM(ImageModel):
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images from given x_T by deterministic DDIM (eta = 0, the configured steps), so that
-        nearby noise gives nearby images whichever sampler `sample` uses."""
+        """Images from given x_T by a deterministic sampler (DPM-Solver++(2M) when configured, else
+        DDIM at eta = 0, the configured steps), so that nearby noise gives nearby images whichever
+        sampler `sample` uses."""
         labels = sampling_labels(self.config, len(latents), labels, self.device)
+        if self.sampler == "dpmpp_2m":
+            x0 = dpm_solver_sample(
+                self.schedule,
+                self.denoiser(labels),
+                tuple(latents.shape),
+                self.steps,
+                device=self.device,
+                start=latents,
+            )
+            return ((x0.float() + 1) / 2).clamp(0, 1)
         x0 = ddim_sample(
             self.schedule,
             self.denoiser(labels),

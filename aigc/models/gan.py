@@ -29,6 +29,7 @@ from aigc.models.layers import (
     discriminator_loss,
     frozen,
     generator_loss,
+    r1_penalty,
     run_conditioned,
 )
 from aigc.params import ParamsError, spec
@@ -164,9 +165,10 @@ class GAN(NoiseGAN):
         fake = self.generator(noise, labels)
 
         # Discriminator: maximise log D(x) + log(1 - D(G(z))) (or the hinge form).
-        real_logits = self.discriminate(real, labels)
+        real_logits = self.discriminate(real.requires_grad_(config.r1_gamma > 0), labels)
         fake_logits = self.discriminate(fake.detach(), labels)
         d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.label_smoothing)
+        d_loss = d_loss + r1_penalty(real_logits, real, config.r1_gamma)
         self.optimize("discriminator", d_loss)
 
         # Generator: minimise the non-saturating -log D(G(z)) (or -D(G(z)) for hinge).

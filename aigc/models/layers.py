@@ -91,6 +91,17 @@ def discriminator_loss(
     raise ValueError(f"unknown GAN loss {kind!r}; allowed: {', '.join(GAN_LOSSES)}")
 
 
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma / 2 E ||grad_x D(x)||^2 at real images x (Mescheder et al. 2018,
+    https://arxiv.org/abs/1801.04406, eq. 9): it keeps D flat on the data, where the
+    unregularised game circles instead of converging. `real` must require grad before D sees
+    it; gamma = 0 gives 0 without a second backward."""
+    if gamma == 0:
+        return real_logits.new_zeros(())
+    (gradient,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+    return gamma / 2 * gradient.float().pow(2).flatten(1).sum(1).mean()
+
+
 def generator_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
     """The generator's loss on the discriminator's logits for generated images.
 

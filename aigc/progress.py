@@ -42,7 +42,8 @@ class Progress:
         self.bar = tqdm(total=total_steps, initial=step, desc=family, dynamic_ncols=True,
                         mininterval=1.0, disable=not world.main)  # fmt: skip
         self.running: dict[str, float] = {}  # loss sums since the last log
-        self.running_steps = 0
+        self.counts: dict[str, int] = {}  # steps that reported each loss since then (a family
+        # may report more losses in a later phase: vaegan once its discriminator joins)
         self.last: dict[str, float] = {}
         self.summary: dict[str, float] = {}
 
@@ -57,10 +58,10 @@ class Progress:
         self.last = dict(losses)
         for name, value in losses.items():
             self.running[name] = self.running.get(name, 0.0) + value
-        self.running_steps += 1
+            self.counts[name] = self.counts.get(name, 0) + 1
         if step % every and step != self.total_steps:
             return
-        means = {name: total / self.running_steps for name, total in self.running.items()}
+        means = {name: total / self.counts[name] for name, total in self.running.items()}
         if self.live is not None:
             self.live.step = step
             for name, value in means.items():
@@ -68,7 +69,7 @@ class Progress:
             self.live.log_metric("epoch", step / self.steps_per_epoch)
             self.live.make_summary()
         self.bar.set_postfix({name: f"{value:.3g}" for name, value in means.items()})
-        self.running, self.running_steps = {}, 0
+        self.running, self.counts = {}, {}
 
     def preview(self, step: int, make_preview: Callable[[], np.ndarray | str]) -> None:
         """Log the epoch's preview (made only on process 0): a grid image, or sample texts

@@ -59,6 +59,20 @@ def test_train_step_updates_all_three_networks(conditional):
         assert any(changed), f"{name} did not change"
 
 
+def test_adversarial_start_trains_the_vae_alone_then_adds_the_discriminator():
+    torch.manual_seed(0)
+    model = VAEGAN(tiny_config(adversarial_start=2))
+    images, labels = batch()
+    untouched = copy.deepcopy(model.discriminator.state_dict())
+    for _ in range(2):
+        assert set(model.train_step(images, labels)) == {"reconstruction", "kl"}
+    assert all(torch.equal(untouched[k], v) for k, v in model.discriminator.state_dict().items())
+    assert "d_loss" in model.train_step(images, labels)
+    assert int(model.steps_done) == 3
+    after = model.discriminator.state_dict()
+    assert any(not torch.equal(untouched[k], v) for k, v in after.items())
+
+
 def test_encoder_gets_no_adversarial_gradient():
     """Larsen et al.: the GAN term trains the decoder, not the encoder. With the same start and
     noise, the adversarial weight changes the decoder's update and leaves the encoder's alone."""

@@ -413,6 +413,9 @@ class VariationalAutoencoder(ImageModel):
         self.prior = None
         if config.prior_components:
             self.prior = GaussianMixture(config.prior_components, config.latent_dim)
+        # Optimisation steps taken, saved with the weights, for schedules that a resumed run
+        # must continue where it stopped (vae's KL warm-up, vaegan's adversarial start).
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
     @property
     def sampling_network(self) -> nn.Module:

@@ -52,7 +52,6 @@ class VAE(VariationalAutoencoder):
         super().__init__(config)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # for the warm-up
         adam = torch.optim.Adam(self.parameters(), config.learning_rate, config.betas)
         self.optimizers = {"vae": adam}
 
